@@ -1,0 +1,9 @@
+"""``mi-massive`` command line: thin shells over the library (each command lives in its own module)."""
+
+from __future__ import annotations
+
+from mi_massive.cli.app import app, main  # noqa: F401
+from mi_massive.cli import models as _models  # noqa: F401  (registers commands)
+from mi_massive.cli import scan as _scan  # noqa: F401
+
+__all__ = ["app", "main"]

@@ -1,0 +1,55 @@
+"""Option groups shared by commands: model loading and corpus selection."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from mi_massive.errors import MiMassiveError
+
+ModelOpt = typer.Option(..., "--model", "-m", help="alias (smollm2-135m, toy-gpt2, toy-llama), .gguf path, HF dir or hub name")
+TextOpt = typer.Option(None, "--text", help="a single text to analyse (one sequence)")
+CorpusOpt = typer.Option(None, "--corpus", help="'builtin', 'wikitext-2[:test|valid]' or a UTF-8 text file")
+NSamplesOpt = typer.Option(8, "--n-samples", help="number of sequences drawn from the corpus")
+SeqLenOpt = typer.Option(256, "--seq-len", help="tokens per sequence (including BOS)")
+SeedOpt = typer.Option(0, "--seed", help="seed for drawing sequences (and any randomness)")
+BosOpt = typer.Option(False, "--prepend-bos/--no-prepend-bos", help="put the BOS token at position 0")
+DtypeOpt = typer.Option("float32", "--dtype", help="float32 (default), bfloat16 or float16")
+BatchOpt = typer.Option(8, "--batch-size", help="sequences per forward pass")
+
+
+def check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise MiMassiveError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
+def load(model: str, dtype: str):
+    """Load the model with a short status line on stderr."""
+    from mi_massive.loading import load_model
+
+    typer.echo(f"loading {model} ...", err=True)
+    return load_model(model, dtype=dtype)
+
+
+def make_corpus(model, text: Optional[str], corpus: Optional[str], *, n_samples: int, seq_len: int, seed: int,
+                prepend_bos: bool):
+    """Exactly one of --text / --corpus, resolved to a :class:`~mi_massive.data.Corpus`."""
+    from mi_massive.data import load_corpus, text_corpus
+
+    if (text is None) == (corpus is None):
+        raise MiMassiveError("give exactly one of --text or --corpus")
+    check_positive(n_samples=n_samples, seq_len=seq_len)
+    if text is not None:
+        return text_corpus(model, text, prepend_bos=prepend_bos)
+    return load_corpus(model, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
+
+
+def validate_inputs(model: str, text: Optional[str], corpus: Optional[str], **positive: int) -> None:
+    """Cheap checks that must fail before a model is loaded."""
+    if (text is None) == (corpus is None):
+        raise MiMassiveError("give exactly one of --text or --corpus")
+    if text is not None and not text.strip():
+        raise MiMassiveError("--text is empty or only whitespace")
+    check_positive(**positive)
