@@ -25,8 +25,8 @@ def print_scan_summary(result) -> None:
         typer.echo("no massive activations (|h| > abs and > rel x median) in any layer")
         return
     dims = ", ".join(f"{d['dim']} (max {d['max_abs']:.1f}, layers {d['layers'][0]}-{d['layers'][-1]})" for d in s["dims"][:5])
-    positions = ", ".join(f"{p}: {c}" for p, c in list(s["positions"].items())[:5])
-    tokens = ", ".join(f"{t!r}: {c}" for t, c in list(s["tokens"].items())[:5])
+    positions = ", ".join(f"{r['position']}: {r['count']}" for r in s["positions"][:5])
+    tokens = ", ".join(f"{r['token']!r}: {r['count']}" for r in s["tokens"][:5])
     typer.echo(f"massive dims: {dims}")
     typer.echo(f"first massive layer: {s['first_layer']}; entries by position: {positions}; by token: {tokens}")
     if result.near_massive_total:

@@ -139,7 +139,7 @@ def summarize_entries(massive: list[MassiveEntry], n_sequences: int) -> dict[str
         "first_layer": min(per_seq.values()) if per_seq else None,
         "first_layer_per_sequence": [per_seq.get(i) for i in range(n_sequences)],
         "dims": dim_rows,
-        "positions": dict(sorted(Counter(e.position for e in massive).items())),
-        "tokens": dict(Counter(e.token for e in massive).most_common()),
+        "positions": [{"position": p, "count": c} for p, c in sorted(Counter(e.position for e in massive).items())],
+        "tokens": [{"token": t, "count": c} for t, c in Counter(e.token for e in massive).most_common()],
         "n_entries": len(massive),
     }

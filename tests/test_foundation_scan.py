@@ -1,0 +1,161 @@
+"""The scan: exact detection on planted toys, statistics vs independent computations, SmolLM2 vs transformers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mi_massive.analysis.scan import detect, sequence_stats, true_median
+from mi_massive.data import builtin_corpus, text_corpus
+from mi_massive.errors import MiMassiveError, NumericalOverflowError
+from mi_massive.loading import load_toy
+from mi_massive.pipelines.scan import scan
+from mi_massive.results.scan import ScanResult
+
+
+def hf_block_outputs(hf_model, ids: torch.Tensor) -> list[torch.Tensor]:
+    """Block outputs from plain forward hooks on the HF decoder layers (independent of the bridge)."""
+    blocks = hf_model.transformer.h if hasattr(hf_model, "transformer") else hf_model.model.layers
+    outs: list[torch.Tensor] = []
+    handles = [b.register_forward_hook(lambda _m, _i, o: outs.append((o[0] if isinstance(o, tuple) else o).detach()))
+               for b in blocks]
+    try:
+        with torch.no_grad():
+            hf_model(ids)
+    finally:
+        for h in handles:
+            h.remove()
+    return outs
+
+
+def test_true_median_matches_numpy():
+    for n in (1, 2, 7, 10, 1001):
+        x = torch.randn(n)
+        assert true_median(x) == pytest.approx(float(np.median(x.numpy())), rel=1e-6)
+
+
+def test_sequence_stats_hand_example():
+    h = torch.zeros(1, 3, 4)
+    h[0, 0, 2] = -500.0
+    h[0, 1, 1] = 7.0
+    h[0, 2] = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    mask = torch.tensor([[True, True, False]])  # position 2 is padding and must be ignored
+    s = sequence_stats(h, mask, k=2)
+    assert s.top_values.tolist() == [[500.0, 7.0]]
+    assert s.top_positions.tolist() == [[0, 1]] and s.top_dims.tolist() == [[2, 1]]
+    assert s.median.item() == 0.0  # 8 real entries, six zeros
+    assert s.dim_max.tolist() == [[0.0, 7.0, 500.0, 0.0]]
+    massive, near = detect(h, mask, torch.tensor([0.1]), abs_threshold=100, rel_threshold=1000)
+    assert massive.positions.tolist() == [0] and massive.dims.tolist() == [2] and massive.values.tolist() == [-500.0]
+    massive, near = detect(h, mask, torch.tensor([1.0]), abs_threshold=100, rel_threshold=1000)
+    assert len(massive.values) == 0 and near.dims.tolist() == [2]
+
+
+@pytest.mark.parametrize("kind", ["toy-gpt2", "toy-llama"])
+def test_planted_activation_is_detected_exactly_and_nothing_else(kind):
+    layer, dim, value = 1, 5, 1000.0
+    model = load_toy(kind, seed=1, plant=[(layer, dim, value)])
+    corpus = text_corpus(model, ["The cat sat on the mat.", "Dogs bark loudly at night", "Hi"], prepend_bos=True)
+    result = scan(model, corpus, progress=False)
+    n_layers = model.cfg.n_layers
+    expected = {(l, s, 0, dim) for l in range(layer, n_layers) for s in range(3)}
+    found = {(e.layer, e.sequence, e.position, e.dim) for e in result.massive}
+    assert found == expected
+    assert all(e.value == pytest.approx(value, rel=1e-5) for e in result.massive)
+    assert result.near_massive_total == 0
+    assert result.summary["first_layer"] == layer
+    assert [d["dim"] for d in result.summary["dims"]] == [dim]
+    assert result.layer(layer - 1).n_massive == 0
+
+
+def test_pads_never_enter_statistics():
+    """In toy-llama the planted marker rides on the BOS id, which is also the pad id: pads would be
+    'massive' if they were not excluded."""
+    model = load_toy("toy-llama", seed=1, plant=[(0, 5, 800.0)])
+    corpus = text_corpus(model, ["a much longer sentence than the other one", "short"], prepend_bos=True)
+    batched = scan(model, corpus, batch_size=2, progress=False)
+    single = scan(model, corpus, batch_size=1, progress=False)
+    assert {(e.sequence, e.position) for e in batched.massive} == {(0, 0), (1, 0)}
+    for a, b in zip(batched.layers, single.layers):
+        assert a.per_sequence["median"] == pytest.approx(b.per_sequence["median"], rel=1e-5)
+        assert np.allclose(a.per_sequence["top_values"], b.per_sequence["top_values"], rtol=1e-5)
+
+
+def test_scan_statistics_equal_an_independent_computation():
+    model = load_toy("toy-gpt2", seed=2, plant=[(1, 9, 300.0)])
+    from mi_massive.loading import build_toy_hf, plant_massive_activation
+
+    reference = build_toy_hf("toy-gpt2", seed=2)
+    plant_massive_activation(reference, 1, 9, 300.0)
+    corpus = text_corpus(model, ["Summer is warm. Winter is cold."], prepend_bos=False)
+    result = scan(model, corpus, top_k=3, progress=False)
+    outs = hf_block_outputs(reference, torch.tensor(corpus.sequences))
+    for layer, h in enumerate(outs):
+        a = h[0].abs().numpy()
+        rec = result.layer(layer)
+        assert rec.median == pytest.approx(float(np.median(a)), rel=1e-5)
+        assert rec.top_values == pytest.approx(sorted(a.ravel())[::-1][:3], rel=1e-5)
+        assert rec.dim_max == pytest.approx(a.max(0).tolist(), rel=1e-5, abs=1e-7)
+        assert rec.ratio == pytest.approx(a.max() / np.median(a), rel=1e-4)
+
+
+def test_overflow_in_float16_is_reported_not_hidden():
+    model = load_toy("toy-gpt2", seed=0, plant=[(1, 5, 1e5)], dtype="float16")  # 1e5 > float16 max 65,504
+    corpus = text_corpus(model, "The cat sat", prepend_bos=True)
+    with pytest.raises(NumericalOverflowError, match="inf/NaN.*float32"):
+        scan(model, corpus, progress=False)
+
+
+def test_bad_options(toy_gpt2):
+    corpus = text_corpus(toy_gpt2, "abc")
+    with pytest.raises(MiMassiveError, match="top_k"):
+        scan(toy_gpt2, corpus, top_k=0, progress=False)
+    with pytest.raises(MiMassiveError, match="top_k"):
+        scan(toy_gpt2, corpus, top_k=10_000, progress=False)
+
+
+def test_json_round_trip(tmp_path):
+    model = load_toy("toy-llama", seed=0, plant=[(2, 3, 2000.0)])
+    result = scan(model, text_corpus(model, ["one two three", "four"], prepend_bos=True), progress=False)
+    path = result.save(tmp_path / "scan.json")
+    again = ScanResult.load(path)
+    assert again == result
+    assert again.massive_coordinates() == [(2, 0, 3)]
+
+
+@pytest.mark.slow
+def test_smollm2_scan_equals_plain_transformers(smollm2):
+    """Scan values equal the block outputs of an independently loaded transformers model (rel 1e-4)."""
+    from transformers import AutoModelForCausalLM
+
+    from mi_massive.loading import model_info
+
+    folder = model_info(smollm2).extra["converted_copy"]
+    reference = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32).eval()
+    corpus = text_corpus(smollm2, ["Summer is warm. Winter is cold.", "The capital of France is Paris"],
+                         prepend_bos=False)
+    result = scan(smollm2, corpus, top_k=3, progress=False)
+    for seq_index, seq in enumerate(corpus.sequences):
+        outs = hf_block_outputs(reference, torch.tensor([seq]))
+        for layer, h in enumerate(outs):
+            a = h[0].abs()
+            rec = result.layer(layer)
+            top = a.flatten().topk(3).values.tolist()
+            assert np.allclose(rec.per_sequence["top_values"][seq_index], top, rtol=1e-4)
+            assert rec.per_sequence["median"][seq_index] == pytest.approx(float(np.median(a.numpy())), rel=1e-4)
+    # the known massive activation: dim 507 at position 0, ~23,000 from block 11 on, median ~1.7
+    assert result.summary["first_layer"] == 11
+    top = result.layer(11)
+    assert top.per_sequence["top_dims"][0][0] == 507 and top.per_sequence["top_positions"][0][0] == 0
+    assert 20_000 < top.per_sequence["top_values"][0][0] < 26_000
+    assert 1.0 < top.per_sequence["median"][0] < 2.5
+    assert 507 in {d["dim"] for d in result.summary["dims"]}
+
+
+@pytest.mark.slow
+def test_smollm2_builtin_corpus_scan_finds_dim_507(smollm2):
+    corpus = builtin_corpus(smollm2, n_samples=3, seq_len=64, seed=0)
+    result = scan(smollm2, corpus, progress=False)
+    assert result.summary["dims"][0]["dim"] == 507
+    assert [r["position"] for r in result.summary["positions"]] == [0]
