@@ -1,0 +1,3 @@
+from mi_massive.cli import main
+
+main()
