@@ -51,7 +51,7 @@ def feature_3d_figure(h: Float[torch.Tensor, "pos d_model"], str_tokens: Sequenc
     peak_dims = a.amax(0).topk(min(top_dims, a.shape[1])).indices.tolist()
     labels = ", ".join(f"dim {d}: {a[:, d].max().item():.1f}" for d in peak_dims)
     fig.update_layout(
-        title=f"{model_name}, block {layer}: |h| per token and dim ({labels})",
+        title=f"{model_name}, block {layer}: |h| per token and dim<br><sub>{labels}</sub>",
         scene=dict(xaxis=dict(title="token", tickvals=list(range(a.shape[0])), ticktext=list(str_tokens)),
                    yaxis=dict(title="dim"), zaxis=dict(title="|h|")),
         template="plotly_white", height=700,
