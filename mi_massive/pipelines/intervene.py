@@ -258,7 +258,8 @@ def intervene(
     n_start = sum(1 for p in coords.values() for q in p if q == 0)
     evaluation = {"corpus": eval_corpus.describe(), "n_chunks": len(eval_corpus), "n_massive_positions": n_pos,
                   "n_start_positions": n_start, "n_other_positions": n_pos - n_start,
-                  "chunks_without_massive": len(eval_corpus) - len(coords), "positions": coords}
+                  "chunks_without_massive": len(eval_corpus) - len(coords), "positions": coords,
+                  "regeneration_layers": regen_layers}
     calibration = {
         "corpus": calib_corpus.describe(), "first_layer": L, "dims": dims, "last_massive_layer": last,
         "near_massive_dims_at_first_layer": sorted({e.dim for e in cal_scan.near_massive if e.layer == L}),
