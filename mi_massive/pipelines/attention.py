@@ -89,7 +89,7 @@ def _check_indices(kind: str, values: Sequence[int], size: int) -> list[int]:
         raise MiMassiveError(f"empty {kind} list")
     bad = [v for v in values if not 0 <= v < size]
     if bad:
-        raise MiMassiveError(f"{kind} {bad[0]} out of range: the model has {size} ({kind} 0..{size - 1})")
+        raise MiMassiveError(f"{kind} {bad[0]} out of range: the model has {size} {kind}s (valid: 0..{size - 1})")
     return values
 
 
