@@ -5,6 +5,8 @@ from __future__ import annotations
 from mi_massive.cli.app import app, main  # noqa: F401
 from mi_massive.cli import models as _models  # noqa: F401  (registers commands)
 from mi_massive.cli import scan as _scan  # noqa: F401
+from mi_massive.cli import attention as _attention  # noqa: F401
+from mi_massive.cli import report as _report  # noqa: F401
 from mi_massive.cli import intervene as _intervene  # noqa: F401
 
 __all__ = ["app", "main"]
