@@ -1,0 +1,123 @@
+"""Scan benchmark on SmolLM2-135M: time vs a bare HF forward, peak memory, cold vs warm load.
+
+Writes ``benchmarks/results/scan.json``. Ratios are measured within one run, interleaving the two
+sides (HF, scan, HF, scan, ...) so machine load affects both alike.
+
+    .venv/bin/python benchmarks/bench_scan.py                      # 64 x 512 tokens (several minutes)
+    .venv/bin/python benchmarks/bench_scan.py --n-samples 16 --seq-len 256 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "scan.json"
+
+MEMORY_CHILD = r"""
+import json, resource, sys, time
+from mi_massive import load_model, builtin_corpus, scan
+n, L, bs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+m = load_model("smollm2-135m")
+c = builtin_corpus(m, n_samples=n, seq_len=L, seed=0)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t = time.perf_counter(); r = scan(m, c, batch_size=bs, progress=False); dt = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rss_after_load_mib": base, "peak_rss_mib": peak, "scan_seconds": dt,
+                  "first_layer": r.summary["first_layer"]}))
+"""
+
+LOAD_CHILD = r"""
+import json, time
+t0 = time.perf_counter()
+import mi_massive
+t1 = time.perf_counter()
+m = mi_massive.load_model("smollm2-135m")
+t2 = time.perf_counter()
+print(json.dumps({"import_seconds": t1 - t0, "load_seconds": t2 - t1}))
+"""
+
+
+def child(code: str, *args: str, env: dict | None = None) -> dict:
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=7200)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_time(n: int, seq_len: int, batch_size: int, repeats: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mi_massive import builtin_corpus, load_model, model_info, scan
+
+    bridge = load_model("smollm2-135m")
+    folder = model_info(bridge).extra["converted_copy"]
+    hf = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32).eval()
+    corpus = builtin_corpus(bridge, n_samples=n, seq_len=seq_len, seed=0)
+
+    def hf_forward() -> None:
+        with torch.no_grad():
+            for _, ids, _ in corpus.batches(batch_size):
+                hf(ids)
+
+    def run_scan() -> None:
+        scan(bridge, corpus, batch_size=batch_size, progress=False)
+
+    hf_forward()  # warm-up (allocator, kernels)
+    hf_times, scan_times = [], []
+    for _ in range(repeats):
+        t = time.perf_counter(); hf_forward(); hf_times.append(time.perf_counter() - t)
+        t = time.perf_counter(); run_scan(); scan_times.append(time.perf_counter() - t)
+    hf_best, scan_best = min(hf_times), min(scan_times)
+    return {"tokens": f"{n} x {seq_len}", "batch_size": batch_size, "repeats": repeats,
+            "hf_forward_seconds": hf_times, "scan_seconds": scan_times,
+            "ratio_scan_over_hf_best": scan_best / hf_best,
+            "ratio_scan_over_hf_median": sorted(scan_times)[len(scan_times) // 2] / sorted(hf_times)[len(hf_times) // 2],
+            "target_ratio": 1.10, "threads": torch.get_num_threads()}
+
+
+def bench_load() -> dict:
+    with tempfile.TemporaryDirectory() as cache:
+        cold = child(LOAD_CHILD, env={"MI_MASSIVE_CACHE": cache})
+        warm = child(LOAD_CHILD, env={"MI_MASSIVE_CACHE": cache})
+    return {"cold": cold, "warm": warm, "target_warm_load_seconds": 3.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-samples", type=int, default=64)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["time", "memory", "load"])
+    args = parser.parse_args()
+    from mi_massive.results.io import package_versions, utc_now, write_json
+
+    out: dict = {"benchmark": "scan", "model": "smollm2-135m", "created_utc": utc_now(),
+                 "versions": package_versions(), "cpu_count": os.cpu_count()}
+    if "load" not in args.skip:
+        out["load"] = bench_load()
+        print("load:", json.dumps(out["load"]))
+    if "memory" not in args.skip:
+        mem = child(MEMORY_CHILD, str(args.n_samples), str(args.seq_len), str(args.batch_size))
+        out["memory"] = {**mem, "tokens": f"{args.n_samples} x {args.seq_len}", "target_peak_mib": 2048}
+        print("memory:", json.dumps(out["memory"]))
+    if "time" not in args.skip:
+        out["time"] = bench_time(args.n_samples, args.seq_len, args.batch_size, args.repeats)
+        print("time:", json.dumps(out["time"]))
+    write_json(RESULTS, out)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
