@@ -29,12 +29,18 @@ def report_command(
     batch_size: int = BatchOpt,
     results: Optional[Path] = typer.Option(None, "--results", help="directory with JSON files of earlier commands "
                                            "(heads, ablate, attribute, intervene, ...); default: --out"),
+    skip: Optional[str] = typer.Option(None, "--skip", help="analyses not to run now, comma-separated "
+                                       "(heads, attribution, ablation, intervention, mlp, svd, tokens, variants)"),
     out: Path = typer.Option(..., "--out", "-o", help="output directory (report.html and JSON files)"),
 ) -> None:
     """Write OUT/report.html (self-contained, offline) with a summary and every figure, plus the JSON files."""
     from mi_massive.loading import parse_dtype
-    from mi_massive.pipelines.report import build_report
+    from mi_massive.pipelines.report import OPTIONAL_IDS, build_report
 
+    skipped = [s.strip() for s in (skip or "").split(",") if s.strip()]
+    unknown = [s for s in skipped if s not in OPTIONAL_IDS]
+    if unknown:
+        raise MiMassiveError(f"--skip: unknown analysis '{unknown[0]}' (one of {', '.join(OPTIONAL_IDS)})")
     validate_inputs(model, text, corpus, n_samples=n_samples, seq_len=seq_len, batch_size=batch_size)
     parse_dtype(dtype)
     if out.exists() and not out.is_dir():
@@ -43,7 +49,8 @@ def report_command(
         raise MiMassiveError(f"--results {results} is not a directory")
     bridge = load(model, dtype)
     data = make_corpus(bridge, text, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
-    opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "batch_size": batch_size, "dtype": dtype}
+    opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "batch_size": batch_size, "dtype": dtype,
+            "skip": skipped}
     paths = build_report(bridge, text if text is not None else data, out, prepend_bos=prepend_bos,
                          results_dir=results, options=opts, progress=True)
     from mi_massive.results.io import read_json

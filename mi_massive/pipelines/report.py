@@ -3,12 +3,16 @@
 The report is a list of sections; each is produced by a small function ``(ReportContext) -> Section``
 (:data:`SECTIONS`). Scan and attention always run. The other analyses are optional:
 
-1. if the analysis module is importable and defines ``report_record(model, corpus, scan)`` (the
-   report hook: returns the analysis' result record), it is run now and its JSON is written;
+1. if the analysis module is importable, it is run now on the same model and corpus and its JSON is
+   written: through its ``report_record(model, corpus, scan)`` hook when it defines one (returns the
+   result record), else through a small adapter here that calls its public function (guarded
+   import: missing code is "not available", a MiMassiveError is "not applicable to this input");
 2. otherwise, if ``<results dir>/<file>.json`` exists (written earlier by ``mi-massive heads`` /
    ``ablate`` / ``attribute`` / ``intervene`` / ``mlp`` / ``svd`` / ``tokens``) and was made with the
    same model weights (provenance fingerprint), it is loaded;
 3. otherwise the section says "not computed" (and why), and so does the summary.
+
+``options["skip"]`` lists section ids not to run (their earlier JSON is still loaded).
 
 Every file is written atomically (temp file + rename), so re-running into the same directory
 replaces ``report.html``/``report.json``/``scan.json``/``attention.json`` without a half-written state.
@@ -113,9 +117,33 @@ def attention_section(ctx: ReportContext) -> Section:
 
 
 # ------------------------------------------------------------------------------------------ optional
+def _call(module: str, func: str, *args, **kwargs):
+    """``module.func(*args, **kwargs)``; ImportError/AttributeError mean "not available here"."""
+    return getattr(importlib.import_module(module), func)(*args, **kwargs)
+
+
+def _compute_intervention(ctx: ReportContext):
+    if len(ctx.corpus) < 2:
+        raise MiMassiveError("needs a corpus of at least 2 sequences (evaluation + disjoint calibration)")
+    ev, cal = _call("mi_massive.pipelines.intervene", "split_corpus", ctx.corpus, max(1, len(ctx.corpus) // 2))
+    return _call("mi_massive.pipelines.intervene", "intervene", ctx.model, ev, cal, n_control=1, n_boot=1000,
+                 options={"from": "mi-massive report"})
+
+
+def _compute_simple(module: str, func: str) -> Callable[[ReportContext], Any]:
+    def compute(ctx: ReportContext):
+        return _call(module, func, ctx.model, ctx.corpus, options={"from": "mi-massive report"})
+    return compute
+
+
 @dataclass(frozen=True)
 class Optional_:
-    """An optional analysis: where its code would be, its JSON file, how to load and show it."""
+    """An optional analysis: how to run it, its JSON file, how to load and show it.
+
+    ``modules`` are searched for a ``report_record(model, corpus, scan)`` hook; ``compute`` is a
+    direct adapter to the analysis' own function (tried when no hook exists); ``figures`` are
+    ``(module, function)`` pairs of figure builders taking the record (guarded imports too).
+    """
 
     id: str
     title: str
@@ -124,51 +152,60 @@ class Optional_:
     command: str
     load: Callable[[Path], Any]
     view: Callable[[Any], tuple[str, dict[str, str]]]
+    compute: Callable[[ReportContext], Any] | None = None
+    figures: tuple[tuple[str, str], ...] = ()
 
 
 def _record_loader(module: str, cls: str) -> Callable[[Path], Any]:
+    """Load with the record class: its ``load`` classmethod when it returns an instance, else ``cls(**json)``."""
     def load(path: Path):
-        return getattr(importlib.import_module(module), cls).load(path)
+        klass = getattr(importlib.import_module(module), cls)
+        loaded = klass.load(path) if hasattr(klass, "load") else None
+        return loaded if isinstance(loaded, klass) else klass(**read_json(path))
     return load
-
-
-def _dict_loader(path: Path) -> dict[str, Any]:
-    return read_json(path)
 
 
 def _view(name: str) -> Callable[[Any], tuple[str, dict[str, str]]]:
     def view(record):
         from mi_massive.views import report as views
 
+        as_dict = record if isinstance(record, dict) else record.to_dict()
         if name == "generic":
-            return views.generic_view(record if isinstance(record, dict) else record.to_dict())
+            return views.generic_view(as_dict)
         if name == "intervention":
-            return views.intervention_view(record if isinstance(record, dict) else record.to_dict())
+            return views.intervention_view(as_dict)
         return getattr(views, f"{name}_view")(record)
     return view
 
 
+_MECH = "mi_massive.results.mechanism"
+_CAUSAL = "mi_massive.results.causal"
+_PLOTS = "mi_massive.views.mechanism_plots"
+
 OPTIONAL = (
     Optional_("heads", "Head sink scores", ("mi_massive.pipelines.heads",), "heads.json", "mi-massive heads",
-              _record_loader("mi_massive.results.causal", "HeadScores"), _view("heads")),
-    Optional_("attribution", "Who writes the massive entry (exact attribution)", ("mi_massive.pipelines.attribution",
-              "mi_massive.pipelines.attribute"), "attribution.json", "mi-massive attribute",
-              _record_loader("mi_massive.results.causal", "AttributionResult"), _view("attribution")),
+              _record_loader(_CAUSAL, "HeadScores"), _view("heads")),
+    Optional_("attribution", "Who writes the massive entry (exact attribution)",
+              ("mi_massive.pipelines.attribution", "mi_massive.pipelines.attribute"), "attribution.json",
+              "mi-massive attribute", _record_loader(_CAUSAL, "AttributionResult"), _view("attribution")),
     Optional_("ablation", "Ablations with noise floors", ("mi_massive.pipelines.ablation", "mi_massive.pipelines.ablate"),
-              "ablation.json", "mi-massive ablate", _record_loader("mi_massive.results.causal", "AblationResult"),
-              _view("ablation")),
-    Optional_("intervention", "Interventions and perplexity", ("mi_massive.pipelines.intervention",
-              "mi_massive.pipelines.intervene"), "intervene.json", "mi-massive intervene", _dict_loader,
-              _view("intervention")),
-    Optional_("mlp", "MLP internals", ("mi_massive.pipelines.mlp",), "mlp.json", "mi-massive mlp", _dict_loader,
-              _view("generic")),
+              "ablation.json", "mi-massive ablate", _record_loader(_CAUSAL, "AblationResult"), _view("ablation")),
+    Optional_("intervention", "Interventions and perplexity", ("mi_massive.pipelines.intervene",), "intervene.json",
+              "mi-massive intervene", _record_loader(_MECH, "InterventionResult"), _view("intervention"),
+              _compute_intervention, ((_PLOTS, "ppl_figure"), (_PLOTS, "regeneration_figure"))),
+    Optional_("mlp", "MLP internals", ("mi_massive.pipelines.mlp",), "mlp.json", "mi-massive mlp",
+              _record_loader(_MECH, "MlpResult"), _view("generic"), _compute_simple("mi_massive.pipelines.mlp",
+              "mlp_internals"), ((_PLOTS, "mlp_flow_figure"), (_PLOTS, "top_neurons_figure"))),
     Optional_("svd", "SVD of the MLP output projection", ("mi_massive.pipelines.svd",), "svd.json", "mi-massive svd",
-              _dict_loader, _view("generic")),
+              _record_loader(_MECH, "SvdResult"), _view("generic"), _compute_simple("mi_massive.pipelines.svd",
+              "svd_analysis"), ((_PLOTS, "spectrum_figure"), (_PLOTS, "svd_regression_figure"))),
     Optional_("tokens", "Which tokens carry massive activations", ("mi_massive.pipelines.tokens",), "tokens.json",
-              "mi-massive tokens", _dict_loader, _view("generic")),
+              "mi-massive tokens", _record_loader(_MECH, "TokensResult"), _view("generic"),
+              _compute_simple("mi_massive.pipelines.tokens", "tokens_analysis"), ((_PLOTS, "word_metric_figure"),)),
     Optional_("variants", "Mitigation variants", ("mi_massive.pipelines.variants",), "variants.json",
-              "mi-massive compare-variants", _dict_loader, _view("generic")),
+              "mi-massive compare-variants", read_json, _view("generic")),
 )
+OPTIONAL_IDS = tuple(s.id for s in OPTIONAL)
 
 
 def _report_hook(spec: Optional_) -> Callable | None:
@@ -189,44 +226,74 @@ def _fingerprint_of(record: Any) -> str | None:
     return ((prov or {}).get("model") or {}).get("fingerprint")
 
 
+def _run(ctx: ReportContext, spec: Optional_, section: Section) -> Any:
+    """Compute now: the report hook, else the direct adapter. None when unavailable or not applicable."""
+    hook = _report_hook(spec)
+    try:
+        if hook is not None:
+            return hook(ctx.model, ctx.corpus, ctx.scan)
+        if spec.compute is not None:
+            return spec.compute(ctx)
+    except (ImportError, AttributeError) as err:
+        section.note = f"analysis code not available ({type(err).__name__}: {err})"
+    except MiMassiveError as err:
+        section.note = f"not applicable to this input: {err}"
+    return None
+
+
+def _load(ctx: ReportContext, spec: Optional_, section: Section) -> Any:
+    """Load the JSON of an earlier command when it exists and was made with the same weights."""
+    path = ctx.results_dir / spec.filename
+    if not path.is_file():
+        if not section.note:
+            section.note = f"run {spec.command} --out {ctx.results_dir} first, or install the analysis"
+        return None
+    try:
+        record = spec.load(path)
+    except Exception as err:  # a file from another version: say so, keep the report
+        section.note = f"{path.name} could not be read ({type(err).__name__}: {err})"
+        return None
+    found = _fingerprint_of(record)
+    if found is not None and ctx.fingerprint is not None and found != ctx.fingerprint:
+        section.note = f"{path.name} was made with other weights ({found}); ignored"
+        return None
+    section.status, section.files = "loaded", [spec.filename]
+    section.note = f"loaded from {path} (written earlier by {spec.command})"
+    return record
+
+
+def _figures(spec: Optional_, record: Any) -> list[str]:
+    from mi_massive.views.report import figure_fragment
+
+    out = []
+    for module, func in spec.figures:
+        try:
+            out.append(figure_fragment(_call(module, func, record)))
+        except Exception:  # a missing or mismatched figure builder: the tables still show
+            continue
+    return out
+
+
 def optional_section(ctx: ReportContext, spec: Optional_) -> Section:
-    """Run (report hook), else load (JSON of an earlier command), else "not computed"."""
+    """Run it now, else load the JSON of an earlier command, else "not computed" (with the reason)."""
     section = Section(spec.id, spec.title)
     record = None
-    hook = _report_hook(spec)
-    if hook is not None:
-        try:
-            record = hook(ctx.model, ctx.corpus, ctx.scan)
-        except MiMassiveError as err:
-            section.note = f"{spec.command} could not run on this input: {err}"
-        if record is not None:
-            path = ctx.out / spec.filename
-            write_json(path, record)
-            section.status, section.files = "computed", [spec.filename]
-    if record is None:
-        path = ctx.results_dir / spec.filename
-        if path.is_file():
-            try:
-                record = spec.load(path)
-            except Exception as err:  # a file from another version: say so, keep the report
-                section.note = f"{path.name} could not be read ({type(err).__name__}: {err})"
-            else:
-                found = _fingerprint_of(record)
-                if found is not None and ctx.fingerprint is not None and found != ctx.fingerprint:
-                    section.note = f"{path.name} was made with other weights ({found}); ignored"
-                    record = None
-                else:
-                    section.status, section.files = "loaded", [spec.filename]
-                    section.note = f"loaded from {path} (run earlier with {spec.command})"
-        elif not section.note:
-            section.note = f"run {spec.command} --out {ctx.results_dir} first, or install the analysis"
+    if spec.id not in ctx.options.get("skip", ()):
+        record = _run(ctx, spec, section)
+    else:
+        section.note = "skipped (--skip)"
+    if record is not None:
+        write_json(ctx.out / spec.filename, record)
+        section.status, section.files, section.note = "computed", [spec.filename], ""
+    else:
+        record = _load(ctx, spec, section)
     if record is not None:
         try:
-            section.body, section.facts = spec.view(record)
+            body, section.facts = spec.view(record)
+            section.body = "\n".join(_figures(spec, record) + [body])
         except Exception as err:  # a renderer/record mismatch must not lose the rest of the report
-            section.body = ""
-            section.note = f"{section.note}; could not be shown ({type(err).__name__}: {err})"
-            section.facts = {}
+            section.body, section.facts = "", {}
+            section.note = f"{section.note}; could not be shown ({type(err).__name__}: {err})".lstrip("; ")
     return section
 
 

@@ -240,7 +240,13 @@ def intervention_view(rec: dict[str, Any]) -> tuple[str, dict[str, str]]:
     """Perplexity interventions (``intervene.json`` as a dict): the table, notes and a one-line fact."""
     table = rec.get("table") or []
     parts = [notes_html(rec.get("notes") or []), records_table(table)]
-    fact = "; ".join(", ".join(f"{k} {fmt(v)}" for k, v in list(row.items())[:3]) for row in table[:4])
+    def line(row: dict[str, Any]) -> str:
+        if "condition" in row and "ppl" in row:
+            ratio = f", x{fmt(row['ratio'], 3)} of the original" if row.get("ratio") is not None else ""
+            return f"{row['condition']} ({row.get('variant', '-')}): PPL {fmt(row['ppl'], 4)}{ratio}"
+        return ", ".join(f"{k} {fmt(v)}" for k, v in list(row.items())[:3])
+
+    fact = "; ".join(line(row) for row in table[:5])
     return "\n".join(parts), ({"removal": f"Interventions (perplexity): {fact}."} if fact else {})
 
 
