@@ -8,5 +8,8 @@ from mi_massive.cli import scan as _scan  # noqa: F401
 from mi_massive.cli import attention as _attention  # noqa: F401
 from mi_massive.cli import report as _report  # noqa: F401
 from mi_massive.cli import intervene as _intervene  # noqa: F401
+from mi_massive.cli import mlp as _mlp  # noqa: F401
+from mi_massive.cli import svd as _svd  # noqa: F401
+from mi_massive.cli import tokens as _tokens  # noqa: F401
 
 __all__ = ["app", "main"]
