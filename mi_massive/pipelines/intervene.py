@@ -159,7 +159,10 @@ class _Regen:
 
 def _eval_run(model, corpus: Corpus, coords: Coords, dims_by_layer: dict[int, list[int]], mode: str,
               means_by_layer: dict[int, dict[tuple[str, int], float]], regen_layers: Sequence[int],
-              massive_dims: Sequence[int], batch_size: int, label: str) -> dict[str, Any]:
+              massive_dims: Sequence[int], batch_size: int, label: str,
+              detect_at: tuple[int, float, float] | None = None) -> dict[str, Any]:
+    """One condition over the evaluation chunks. With ``detect_at`` = (layer, abs, rel) (clean run only),
+    each batch's massive positions are detected first and written into ``coords``."""
     nll_sums: list[float] = []
     counts: list[int] = []
     regen = _Regen()
@@ -173,6 +176,9 @@ def _eval_run(model, corpus: Corpus, coords: Coords, dims_by_layer: dict[int, li
     for indices, ids, mask, logits, acts in iter_corpus(model, corpus, _capture_names(regen_layers),
                                                          batch_size=batch_size, fwd_hooks=hooks,
                                                          need_logits=True, progress=label):
+        if detect_at is not None:
+            coords.update(_detect_positions(acts[f"blocks.{detect_at[0]}.hook_resid_post"], mask, indices,
+                                            massive_dims, detect_at[1], detect_at[2]))
         s, c = chunk_nll(logits, ids, mask)
         nll_sums += s
         counts += c
@@ -182,19 +188,15 @@ def _eval_run(model, corpus: Corpus, coords: Coords, dims_by_layer: dict[int, li
     return {"nll_sums": nll_sums, "counts": counts, "regeneration": regen.table(regen_layers), "n_edited": n_edited}
 
 
-def eval_positions(model, corpus: Corpus, layer: int, dims: Sequence[int], *, abs_threshold: float,
-                   rel_threshold: float, batch_size: int = 4) -> Coords:
-    """Each evaluation chunk's own massive positions at ``layer`` (any of ``dims``), from a clean pass."""
-    name = f"blocks.{layer}.hook_resid_post"
+def _detect_positions(h: torch.Tensor, mask: torch.Tensor, indices: range, dims: Sequence[int], abs_threshold: float,
+                      rel_threshold: float) -> Coords:
+    """Massive positions per sequence of one batch's block output (a position counts if any of ``dims`` is massive)."""
+    med = sequence_stats(h, mask, 1).median
+    mas, _ = detect(h, mask, med, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
     coords: dict[int, set[int]] = defaultdict(set)
-    for indices, _ids, mask, _lg, acts in iter_corpus(model, corpus, [name], batch_size=batch_size,
-                                                       progress="detect (eval)"):
-        h = acts[name]
-        med = sequence_stats(h, mask, 1).median
-        mas, _ = detect(h, mask, med, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
-        for row, pos, d in zip(mas.rows.tolist(), mas.positions.tolist(), mas.dims.tolist()):
-            if d in set(dims):
-                coords[indices[row]].add(pos)
+    for row, pos, d in zip(mas.rows.tolist(), mas.positions.tolist(), mas.dims.tolist()):
+        if d in set(dims):
+            coords[indices[row]].add(pos)
     return {s: sorted(p) for s, p in coords.items()}
 
 
@@ -233,8 +235,7 @@ def intervene(
     controls = {s: control_dims(model.cfg.d_model, [d for d in range(model.cfg.d_model) if d not in set(pool)],
                                 len(dims), seed=seed + s) for s in range(n_control)}
 
-    coords = eval_positions(model, eval_corpus, L, dims, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
-                            batch_size=batch_size)
+    coords: Coords = {}  # filled by the clean run (each chunk's own massive positions at L)
     plan: list[tuple[str, str, str, dict[int, list[int]]]] = [("original", "none", "-", {})]
     for v in variants:
         layers = [L] if v == "one" else all_layers
@@ -245,7 +246,8 @@ def intervene(
     runs = []
     for name, mode, variant, dims_by_layer in plan:
         rec = _eval_run(model, eval_corpus, coords, dims_by_layer, "zero" if mode == "none" else mode,
-                        means_by_layer, regen_layers, dims, batch_size, name)
+                        means_by_layer, regen_layers, dims, batch_size, name,
+                        detect_at=(L, abs_threshold, rel_threshold) if mode == "none" else None)
         est = ppl_with_ci(rec["nll_sums"], rec["counts"], n_boot=n_boot, seed=seed)
         runs.append({"name": name, "mode": mode, "variant": variant,
                      "layers": sorted(dims_by_layer), "dims": sorted({d for v_ in dims_by_layer.values() for d in v_}),
