@@ -13,3 +13,4 @@ from mi_massive.cli import svd as _svd  # noqa: F401
 from mi_massive.cli import tokens as _tokens  # noqa: F401
 
 __all__ = ["app", "main"]
+from mi_massive.cli import variants as _variants  # noqa: F401
