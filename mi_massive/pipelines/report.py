@@ -338,7 +338,7 @@ def build_report(
     info = model_info(model)
     header = {"model": info.name, "weights": info.fingerprint, "corpus": corpus.name,
               "sequences": len(corpus), "BOS": corpus.prepend_bos, "created (UTC)": utc_now()}
-    summary = {q: next((s.facts[q] for s in built if q in s.facts), NOT_COMPUTED)
+    summary = {q: " ".join(s.facts[q] for s in built if q in s.facts) or NOT_COMPUTED
                for q in ("dims", "where", "writers", "removal", "sinks")}
     record = {"provenance": {"model": info.to_dict(), "corpus": corpus.describe(), "options": dict(options or {}),
                              "versions": package_versions(), "created_utc": header["created (UTC)"]},
