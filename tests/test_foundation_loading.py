@@ -114,3 +114,44 @@ def test_smollm2_is_cached_and_fingerprinted(smollm2):
     assert info.fingerprint == "sha256:" + sha256_file(alias_path(ALIASES["smollm2-135m"]))
     assert info.architecture == "LlamaForCausalLM" and info.n_layers == 30 and info.d_model == 576
     assert (os.path.isfile(os.path.join(info.extra["converted_copy"], "model.safetensors")))
+
+
+def test_local_hf_directory_loads_with_a_file_fingerprint(tmp_path):
+    from mi_massive.loading import toy_tokenizer
+
+    hf = build_toy_hf("toy-llama", seed=4)
+    hf.save_pretrained(tmp_path / "m")
+    toy_tokenizer().save_pretrained(tmp_path / "m")
+    bridge = load_model(tmp_path / "m")
+    info = model_info(bridge)
+    assert info.source == "hf-dir" and info.fingerprint.startswith("sha256:")
+    ids = torch.tensor([[0, 50, 60, 70]])
+    with torch.no_grad():
+        assert (bridge(ids) - build_toy_hf("toy-llama", seed=4)(ids).logits).abs().max() < 1e-5
+
+
+def test_hub_names_go_through_boot_transformers(monkeypatch):
+    """Online path, without a network: the hub loader is replaced by a stand-in returning a toy."""
+    import mi_massive.loading as loading
+    from transformer_lens.model_bridge import TransformerBridge
+
+    calls = {}
+
+    def fake_boot(name, device=None, dtype=None):
+        calls["args"] = (name, device, dtype)
+        return load_toy("toy-gpt2")
+
+    monkeypatch.setattr(loading, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", staticmethod(fake_boot))
+    bridge = load_model("gpt2", dtype="bf16")
+    assert calls["args"] == ("gpt2", "cpu", torch.bfloat16)
+    info = model_info(bridge)
+    assert info.source == "hub" and info.fingerprint.startswith("hub:gpt2@")
+
+
+def test_unreachable_hub_fails_fast(monkeypatch):
+    import mi_massive.loading as loading
+
+    monkeypatch.setattr(loading, "_hub_reachable", lambda: False)
+    with pytest.raises(MiMassiveError, match="unreachable"):
+        load_model("gpt2")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 
@@ -18,16 +19,20 @@ ABS_THRESHOLD = 100.0
 REL_THRESHOLD = 1000.0
 
 
-def true_median(values: Float[torch.Tensor, "n"]) -> float:
-    """The median of a 1-D tensor, averaging the two middle values for an even count (numpy's rule)."""
-    n = values.numel()
-    if n == 0:
+def true_median(values: Float[torch.Tensor, "..."]) -> float:
+    """The median of all entries, averaging the two middle values for an even count (numpy's rule).
+
+    Computed with numpy's introselect (several times faster than ``torch.kthvalue`` on CPU).
+    """
+    if values.numel() == 0:
         raise ValueError("median of an empty tensor")
-    if n % 2:
-        return values.kthvalue(n // 2 + 1).values.item()
-    low = values.kthvalue(n // 2).values.item()
-    high = values.kthvalue(n // 2 + 1).values.item()
-    return (low + high) / 2
+    return float(np.median(values.detach().float().cpu().numpy()))
+
+
+def _real_entries(a: Float[torch.Tensor, "pos d_model"], row_mask: Bool[torch.Tensor, "pos"]) -> torch.Tensor:
+    """The rows of ``a`` at real positions: a free slice for right padding, a gather otherwise."""
+    n = int(row_mask.sum())
+    return a[:n] if bool(row_mask[:n].all()) else a[row_mask]
 
 
 @dataclass
@@ -58,7 +63,7 @@ def sequence_stats(h: Float[torch.Tensor, "batch pos d_model"], mask: Bool[torch
     if int(n_real.min()) < k:
         raise ValueError(f"top_k={k} is more than the number of entries in the shortest sequence")
     top = flat.topk(k, dim=1)
-    medians = torch.tensor([true_median(a[i][mask[i]].flatten()) for i in range(a.shape[0])])
+    medians = torch.tensor([true_median(_real_entries(a[i], mask[i])) for i in range(a.shape[0])])
     return SequenceStats(
         top_values=top.values,
         top_positions=top.indices // d_model,
