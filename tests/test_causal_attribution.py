@@ -1,0 +1,77 @@
+"""Exact attribution: planted writers are recovered exactly; per-head terms match plain HF hooks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mi_massive.analysis.attribution import AttributionMismatch, EntryTensors, decompose
+from mi_massive.data import text_corpus
+from mi_massive.loading import build_toy_hf, load_toy, model_info
+from mi_massive.pipelines.attribute import attribute
+
+TEXTS = ["The cat sat on the mat.", "Summer is warm. Winter is cold."]
+
+
+@pytest.mark.parametrize("kind", ["toy-gpt2", "toy-llama"])
+def test_planted_writer_recovered_exactly(kind):
+    model = load_toy(kind, seed=3, plant=[(1, 5, 700.0)])
+    planted = model_info(model).extra["planted"][0]
+    corpus = text_corpus(model, TEXTS, prepend_bos=True)
+    res = attribute(model, corpus, layer=2, position=0, dim=5)
+    assert res.residual == pytest.approx(700.0, rel=1e-4)
+    assert res.rel_error < 1e-4
+    terms = {c.label: c.value for c in res.terms()}
+    # by construction only MLP1 writes dim 5: every other term is exactly 0
+    assert terms.pop("MLP1") == pytest.approx(700.0, rel=1e-4)
+    assert max(abs(v) for v in terms.values()) == 0.0
+    assert res.dominant_mlp == 1
+    neurons = [c for c in res.contributions if c.kind == "neuron"]
+    assert neurons[0].index == planted["neuron"]
+    assert neurons[0].value == pytest.approx(700.0, rel=1e-4)
+    rest = [c for c in res.contributions if c.kind == "neuron_rest"][0]
+    assert rest.value == 0.0
+    # a position without the planted activation: everything is 0
+    res1 = attribute(model, corpus, layer=2, position=3, dim=5)
+    assert res1.residual == 0.0 and all(c.value == 0.0 for c in res1.contributions)
+
+
+def test_head_terms_match_plain_hf_hooks():
+    """Per-head writes from the bridge equal z_h @ o_proj.weight[d, h-slice] read by HF forward hooks."""
+    kind, seed, layer, pos, dim = "toy-llama", 1, 2, 4, 11
+    model = load_toy(kind, seed=seed)
+    corpus = text_corpus(model, TEXTS[:1], prepend_bos=True)
+    res = attribute(model, corpus, layer=layer, position=pos, dim=dim)
+    hf = build_toy_hf(kind, seed=seed)  # same weights, never bridged
+    seen = {}
+    hooks = [hf.model.layers[l].self_attn.o_proj.register_forward_pre_hook(
+        lambda m, a, l=l: seen.__setitem__(("z", l), a[0][0, pos])) for l in range(layer + 1)]
+    hooks += [hf.model.layers[l].mlp.down_proj.register_forward_hook(
+        lambda m, a, o, l=l: seen.__setitem__(("mlp", l), o[0, pos, dim])) for l in range(layer + 1)]
+    hooks.append(hf.model.layers[layer].register_forward_hook(
+        lambda m, a, o: seen.__setitem__("resid", (o[0] if isinstance(o, tuple) else o)[0, pos, dim])))
+    with torch.no_grad():
+        hf(torch.tensor(corpus.sequences))
+    for h in hooks:
+        h.remove()
+    dh = model.cfg.d_head
+    terms = {c.label: c.value for c in res.terms()}
+    for l in range(layer + 1):
+        w = hf.model.layers[l].self_attn.o_proj.weight[dim]
+        for h in range(model.cfg.n_heads):
+            expected = float(seen[("z", l)][h * dh:(h + 1) * dh] @ w[h * dh:(h + 1) * dh])
+            assert terms[f"L{l}H{h}"] == pytest.approx(expected, abs=1e-5, rel=1e-4)
+        assert terms[f"MLP{l}"] == pytest.approx(float(seen[("mlp", l)]), abs=1e-5, rel=1e-4)
+    assert res.residual == pytest.approx(float(seen["resid"]), abs=1e-5, rel=1e-5)
+    assert sum(c.value for c in res.terms()) == pytest.approx(res.residual, rel=1e-4, abs=1e-5)
+
+
+def test_mismatch_is_detected():
+    t = EntryTensors(residual=10.0, embed=1.0, pos_embed=None, z=torch.ones(1, 2, 3), w_o=torch.ones(1, 2, 3),
+                     b_o=torch.zeros(1), mlp_out=torch.tensor([2.0]), post=torch.ones(1, 4), w_out=torch.ones(1, 4),
+                     b_out=torch.zeros(1))
+    with pytest.raises(AttributionMismatch):
+        decompose(t)  # 1 + 6 + 2 = 9 != 10
+    t.residual = 9.0
+    contribs, total, rel, dom = decompose(t)
+    assert total == 9.0 and rel == 0.0 and dom == 0
