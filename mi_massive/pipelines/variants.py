@@ -131,19 +131,25 @@ def _jsonable(obj: Any) -> Any:
 def attention_mass(bridge, ids: torch.Tensor, *, skip_queries: int = 1) -> dict[str, list[float]]:
     """Per layer, mean attention (over batch, heads, queries q >= ``skip_queries``) to position 0 and the bias slot.
 
-    Reads ``blocks.L.attn.hook_pattern`` [batch, heads, q, k] (KV bias: [.., 1 + k], column 0 = slot).
-    ``first_token`` is the mass on token position 0; ``bias_slot`` is None-free only for KV-bias models.
+    Reads ``blocks.L.attn.hook_pattern`` [batch, heads, q, k] (KV bias: [.., 1 + k], column 0 = slot) in one
+    forward pass; each pattern is reduced inside its hook, so no pattern is kept. ``first_token`` is the
+    mass on token position 0; ``bias_slot`` is empty for models without a KV bias.
     """
-    from mi_massive.runner import run_capture
-
     kv = has_kv_bias(bridge)
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(bridge.cfg.n_layers)]
-    first, slot = [], []
-    for name in names:  # one layer at a time keeps memory at one pattern tensor
-        _, acts = run_capture(bridge, ids, [name])
-        pat = acts[name][:, :, skip_queries:]
-        first.append(pat[..., 1 if kv else 0].mean().item())
-        slot.append(pat[..., 0].mean().item() if kv else 0.0)
+    n = bridge.cfg.n_layers
+    first, slot = [0.0] * n, [0.0] * n
+
+    def reducer(layer: int):
+        def hook(pattern: torch.Tensor, hook) -> None:
+            pat = pattern[:, :, skip_queries:].float()
+            first[layer] = pat[..., 1 if kv else 0].mean().item()
+            slot[layer] = pat[..., 0].mean().item() if kv else 0.0
+
+        return hook
+
+    hooks = [(f"blocks.{layer}.attn.hook_pattern", reducer(layer)) for layer in range(n)]
+    with bridge.hooks(fwd_hooks=hooks):
+        bridge(ids)
     return {"first_token": first, "bias_slot": slot if kv else []}
 
 
@@ -166,6 +172,7 @@ class VariantReport:
     attn_first_token: list[float]
     attn_bias_slot: list[float]
     seconds_eval: float
+    bridge_vs_hf_max_abs_diff: float = 0.0
     scan_summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -182,6 +189,9 @@ def evaluate_variant(trained: TrainedVariant, eval_windows: torch.Tensor, *, sca
                                  name=trained.name, fingerprint=f"variant:{trained.name}",
                                  path=str(trained.path) if trained.path else None, extra={"variant": trained.spec.to_dict()}))
     loss = evaluate(bridge, eval_windows)
+    with torch.no_grad():  # the bridge must compute what the patched HF model computes (see docs/variants.md)
+        check = eval_windows[:1]
+        bridge_diff = (bridge(check) - trained.model(check).logits).abs().max().item()
     tok = trained.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else int(eval_windows[0, 0])
     windows = eval_windows[:scan_windows]
@@ -201,7 +211,7 @@ def evaluate_variant(trained: TrainedVariant, eval_windows: torch.Tensor, *, sca
         n_massive=len(result.massive), massive_dims=sorted({e.dim for e in result.massive}),
         massive_positions=positions, max_top1=max(r.top1_max for r in blocks),
         attn_first_token=attn["first_token"], attn_bias_slot=attn["bias_slot"],
-        seconds_eval=time.perf_counter() - t0, scan_summary=result.summary,
+        seconds_eval=time.perf_counter() - t0, bridge_vs_hf_max_abs_diff=bridge_diff, scan_summary=result.summary,
     )
     return report, result
 
