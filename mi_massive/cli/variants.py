@@ -80,7 +80,7 @@ def train_variant_command(
     """Build a variant on a base model, train it (resumable), and save it as safetensors + JSON."""
     from dataclasses import replace
 
-    from mi_massive.pipelines.variants import base_hf, train_variant
+    from mi_massive.pipelines.variants import base_tokenizer, train_variant
     from mi_massive.training import load_streams
     from mi_massive.variants import VariantSpec
 
@@ -90,7 +90,7 @@ def train_variant_command(
     spec = replace(VariantSpec.parse(variant, tvr=tvr), dyt_alpha=alpha)
     if out.exists() and not out.is_dir():
         raise MiMassiveError(f"--out {out} is a file; give a directory")
-    _, tok = base_hf(base, seed=seed, toy_config=toy)
+    tok = base_tokenizer(base)
     train_stream, eval_stream = load_streams(tok, data, max_chars=max_chars)
     trained = train_variant(base, spec, train_stream=train_stream, eval_windows=eval_stream.windows(n_eval, seq_len),
                             cfg=cfg, out_dir=out, toy_config=toy, tvr_at_start=tvr_at_start)

@@ -29,27 +29,45 @@ from mi_massive.variants.io import load_variant_hf, read_variant_meta, save_vari
 from mi_massive.variants.tvr import tvr_rescale
 
 
-def base_hf(base: str, *, seed: int = 0, toy_config: ToyConfig | None = None):
-    """(plain HF model in eval mode, tokenizer) of a base: ``toy-gpt2``/``toy-llama``, an alias, a .gguf or HF dir."""
-    from mi_massive.loading import ALIASES, alias_path, build_toy_hf, toy_tokenizer
+def _base_folder(base: str) -> Path:
+    """The HF directory of a non-toy base (an alias's GGUF or a .gguf file is converted once and cached)."""
+    from mi_massive.loading import ALIASES, alias_path
     from mi_massive.loading.gguf import converted_gguf_dir
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if base in TOY_KINDS:
-        return build_toy_hf(base, seed=seed, config=toy_config), toy_tokenizer()
     if base in ALIASES:
         path = alias_path(ALIASES[base])
         if path is None:
             raise MiMassiveError(f"model alias '{base}' needs its package: {ALIASES[base].install}")
-        folder = converted_gguf_dir(path)[0]
-    else:
-        p = Path(base).expanduser()
-        folder = converted_gguf_dir(p.resolve())[0] if p.suffix.lower() == ".gguf" and p.is_file() else p
-        if not (folder / "config.json").is_file():
-            raise MiMassiveError(f"base model '{base}': not a toy, an alias, a .gguf file or an HF directory")
-    tok = AutoTokenizer.from_pretrained(str(folder))
+        return converted_gguf_dir(path)[0]
+    p = Path(base).expanduser()
+    folder = converted_gguf_dir(p.resolve())[0] if p.suffix.lower() == ".gguf" and p.is_file() else p
+    if not (folder / "config.json").is_file():
+        raise MiMassiveError(f"base model '{base}': not a toy, an alias, a .gguf file or an HF directory")
+    return folder
+
+
+def base_tokenizer(base: str):
+    """The tokenizer of a base, without loading its weights."""
+    from transformers import AutoTokenizer
+
+    from mi_massive.loading import toy_tokenizer
+
+    if base in TOY_KINDS:
+        return toy_tokenizer()
+    return AutoTokenizer.from_pretrained(str(_base_folder(base)))
+
+
+def base_hf(base: str, *, seed: int = 0, toy_config: ToyConfig | None = None):
+    """(plain HF model in eval mode, tokenizer) of a base: ``toy-gpt2``/``toy-llama``, an alias, a .gguf or HF dir."""
+    from transformers import AutoModelForCausalLM
+
+    from mi_massive.loading import build_toy_hf
+
+    if base in TOY_KINDS:
+        return build_toy_hf(base, seed=seed, config=toy_config), base_tokenizer(base)
+    folder = _base_folder(base)
     hf = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager", dtype=torch.float32)
-    return hf.eval(), tok
+    return hf.eval(), base_tokenizer(base)
 
 
 @dataclass
@@ -244,11 +262,7 @@ def compare_variants(
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise MiMassiveError(f"duplicate variants in {names}")
-    tok = base_hf(base, seed=cfg.seed, toy_config=toy_config)[1] if base not in TOY_KINDS else None
-    if tok is None:
-        from mi_massive.loading import toy_tokenizer
-
-        tok = toy_tokenizer()
+    tok = base_tokenizer(base)
     train_stream, eval_stream = load_streams(tok, data, max_chars=max_chars)
     eval_windows = eval_stream.windows(n_eval, cfg.seq_len)
     reports, t0 = [], time.perf_counter()
