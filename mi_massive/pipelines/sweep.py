@@ -186,6 +186,7 @@ def head_sweep(
     layers: Sequence[int] | None = None,
     batch_size: int = 8,
     max_rows: int = 96,
+    truncate: bool = True,
     partial_path: str | Path | None = None,
     progress: bool = True,
 ) -> SweepResult:
@@ -193,6 +194,8 @@ def head_sweep(
 
     ``mode``: ``zero`` or ``mean`` (``means`` from :func:`mi_massive.hooks.reference_means` at the
     hook_z names). ``max_rows`` caps the rows of one fast forward (heads x sequences).
+    ``truncate`` (fast method, no loss): run only positions 0..max tracked position -- exact in a
+    causal model, where h[t] depends on tokens <= t only; a position-0 entry needs one token.
     ``partial_path``: where partial results go (resume file); the result itself is returned.
     """
     check_mode(mode)
@@ -213,7 +216,7 @@ def head_sweep(
     last_entry = max((e[0] for e in entries), default=-1)
     last_needed = n_layers - 1 if loss else last_entry
     metric_names = [entry_label(e) for e in entries] + (["loss"] if loss else [])
-    options = {"entries": [list(e) for e in entries], "loss": loss, "mode": mode, "layers": layers,
+    options = {"entries": [list(e) for e in entries], "loss": loss, "mode": mode, "layers": layers, "method": method,
                "batch_size": batch_size, "corpus": corpus.describe(),
                "model": getattr(getattr(model, "mi_massive_info", None), "fingerprint", model.cfg.model_name)}
     partial = _Partial(Path(partial_path) if partial_path else None, _options_key(options), options)
@@ -225,9 +228,12 @@ def head_sweep(
     start = time.perf_counter()
     baseline_rows: list[torch.Tensor] = []
     per_unit: dict[tuple[int, int], list] = {}
+    width = max(e[1] for e in entries) + 1 if entries else None
     for idx, ids, mask in batches:
         n = len(idx)
-        rec_layers = [layer for layer in layers if layer <= last_needed]
+        if method == "fast" and truncate and not loss:
+            ids, mask = ids[:, :width], mask[:, :width]
+        rec_layers = list(range(min(layers), last_needed + 1))
         with _record_block_calls(model, rec_layers if method == "fast" else []) as calls:
             logits, acts = run_capture(model, ids, names or ["blocks.0.hook_resid_pre"], need_logits=loss,
                                        mask=mask)

@@ -1,0 +1,66 @@
+"""Batched + cached-residual head sweep == naive loop; partial results resume without recomputation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import mi_massive.pipelines.sweep as sweep_mod
+from mi_massive.data import text_corpus
+from mi_massive.errors import MiMassiveError
+from mi_massive.hooks import reference_means
+from mi_massive.pipelines.sweep import head_sweep
+
+TEXTS = ["The cat sat on the mat.", "A dog ran far in the park!", "Hi"]
+
+
+@pytest.mark.parametrize("fixture", ["toy_gpt2", "toy_llama"])
+@pytest.mark.parametrize("loss", [False, True])
+def test_fast_equals_naive(request, fixture, loss):
+    model = request.getfixturevalue(fixture)
+    corpus = text_corpus(model, TEXTS, prepend_bos=True)  # unequal lengths: right padding
+    entries = [(1, 0, 3), (2, 1, 5)]
+    fast = head_sweep(model, corpus, entries, loss=loss, method="fast", max_rows=5, batch_size=2, progress=False)
+    naive = head_sweep(model, corpus, entries, loss=loss, method="naive", batch_size=2, progress=False)
+    f, n = torch.tensor(fast.values), torch.tensor(naive.values)
+    assert f.shape == (3, 4, 3, 2 + loss)
+    torch.testing.assert_close(f, n, atol=1e-5, rtol=1e-4)
+    base = torch.tensor(fast.baseline)
+    assert (f - base).abs().amax((1, 2, 3)).min() > 1e-4  # ablations do change the metrics
+    assert (f[2, :, :, 0] == base[:, 0]).all()  # a layer-2 head cannot change a layer-1 entry
+
+
+def test_mean_mode_and_resume(toy_llama, tmp_path, monkeypatch):
+    model = toy_llama
+    corpus = text_corpus(model, TEXTS[:2], prepend_bos=True)
+    names = [f"blocks.{l}.attn.hook_z" for l in range(3)]
+    means = reference_means(model, corpus, names)
+    entries = [(2, 0, 7)]
+    naive = head_sweep(model, corpus, entries, mode="mean", means=means, method="naive", progress=False)
+    part = tmp_path / "partial.json"
+    fast = head_sweep(model, corpus, entries, mode="mean", means=means, partial_path=part, progress=False)
+    torch.testing.assert_close(torch.tensor(fast.values), torch.tensor(naive.values), atol=1e-5, rtol=1e-4)
+    data = json.loads(part.read_text())
+    assert sorted(data["units"]) == ["b0:L0", "b0:L1", "b0:L2"]
+    del data["units"]["b0:L1"]  # as if interrupted before layer 1 finished
+    part.write_text(json.dumps(data))
+    calls = []
+    real = sweep_mod._fast_layer
+    monkeypatch.setattr(sweep_mod, "_fast_layer", lambda *a, **k: calls.append(a[7]) or real(*a, **k))
+    again = head_sweep(model, corpus, entries, mode="mean", means=means, partial_path=part, progress=False)
+    assert calls == [1]  # only the missing layer was recomputed
+    assert again.values == fast.values
+    with pytest.raises(MiMassiveError, match="other options"):
+        head_sweep(model, corpus, [(1, 0, 7)], partial_path=part, progress=False)
+
+
+def test_sweep_bad_inputs(toy_gpt2):
+    corpus = text_corpus(toy_gpt2, TEXTS[:1], prepend_bos=True)
+    with pytest.raises(MiMassiveError, match="out of range"):
+        head_sweep(toy_gpt2, corpus, [(9, 0, 1)], progress=False)
+    with pytest.raises(MiMassiveError, match="nothing to measure"):
+        head_sweep(toy_gpt2, corpus, [], progress=False)
+    with pytest.raises(MiMassiveError, match="needs reference means"):
+        head_sweep(toy_gpt2, corpus, [(1, 0, 1)], mode="mean", progress=False)
