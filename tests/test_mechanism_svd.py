@@ -59,3 +59,15 @@ def test_svd_pipeline_on_planted_toy():
     assert r.alignment["massive_tokens"]["cos_mean"] > 0.99
     assert r.regression["fits"]["start"]["r2"] is None  # BOS at position 0: one distinct input
     assert "no variation" in r.regression["fits"]["start"]["verdict"]
+
+
+def test_collinear_inputs_are_flagged():
+    from mi_massive.analysis.svd import input_rank1_share
+
+    w = torch.randn(10)
+    h = torch.arange(1.0, 6.0)[:, None] * w[None, :]
+    assert input_rank1_share(h) == pytest.approx(1.0)
+    x = (h.double() @ torch.randn(10, dtype=torch.float64)).numpy()
+    rep = regression_report(x, 3 * x + 1, expected_slope=1.0, column_share=0.1, n_distinct=5, label="start",
+                            input_share=input_rank1_share(h))
+    assert "one direction" in rep["verdict"]

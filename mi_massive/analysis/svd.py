@@ -114,13 +114,22 @@ def r2_bootstrap_ci(x: np.ndarray, y: np.ndarray, *, n_boot: int = 1000, seed: i
     return float(np.quantile(r2, a)), float(np.quantile(r2, 1 - a))
 
 
+def input_rank1_share(h: Float[torch.Tensor, "tok n"]) -> float:
+    """s_1^2 / sum s^2 of the (uncentred) token-by-unit matrix: 1.0 when every input is a multiple of one vector."""
+    s = torch.linalg.svdvals(h.double())
+    return float(s[0] ** 2 / (s ** 2).sum()) if float((s ** 2).sum()) > 0 else float("nan")
+
+
 def regression_report(x: np.ndarray, y: np.ndarray, *, expected_slope: float, column_share: float,
-                      n_distinct: int, label: str, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+                      n_distinct: int, label: str, n_boot: int = 1000, seed: int = 0,
+                      input_share: float | None = None) -> dict[str, Any]:
     """OLS of y on x = h . u_1 for one position class, its R^2 CI, and a plain-language verdict.
 
     ``expected_slope`` = S_1 V^T[0, d]: the slope the matrix alone implies. ``n_distinct``: number of
-    distinct inputs (e.g. 1 when position 0 is always BOS). The verdict says when the fit has no
-    variation to explain or is near-tautological (column d of W_out is ~rank-1 along v_1).
+    distinct inputs (e.g. 1 when position 0 is always BOS). ``input_share``: :func:`input_rank1_share` of
+    the inputs. The verdict says when the fit has no variation to explain, when it is implied by the
+    inputs lying on one direction (then y is linear in *any* projection), or when it is near-tautological
+    because column d of W_out is ~rank-1 along v_1.
     """
     fit = ols(x, y)
     ci = r2_bootstrap_ci(x, y, n_boot=n_boot, seed=seed) if fit.r2 is not None else None
@@ -135,6 +144,12 @@ def regression_report(x: np.ndarray, y: np.ndarray, *, expected_slope: float, co
         verdict = (f"{label}: only {n_distinct} distinct input(s) ({fit.n} points); there is no variation to regress, "
                    f"so no R^2 is reported. The value is a single point: y = {np.mean(y_a):.4g} at "
                    f"h . u_1 = {np.mean(x_a):.4g} (matrix slope {expected_slope:.4g}).")
+    elif input_share is not None and input_share >= 0.99:
+        verdict = (f"{label}: R^2 = {fit.r2:.4f}, but near-tautological: {100 * input_share:.2f}% of the inputs' energy "
+                   f"lies on one direction (the inputs are essentially one activation pattern scaled), so y is linear "
+                   f"in h . u for any fixed u; fitted slope {fit.slope:.4g} vs the matrix's rank-1 slope "
+                   f"{expected_slope:.4g}. This says the massive token always uses the same neurons, not that u_1 is "
+                   f"the mechanism.")
     elif column_share >= TAUTOLOGY_SHARE:
         verdict = (f"{label}: R^2 = {fit.r2:.3f}, but this is near-tautological: {100 * column_share:.1f}% of "
                    f"||W_out[:, d]||^2 lies on component 1, so y ~ S_1 V^T[0, d] (h . u_1) for any input; the fit "
@@ -145,7 +160,7 @@ def regression_report(x: np.ndarray, y: np.ndarray, *, expected_slope: float, co
                    f"by the matrix alone; the exact rank-1 term explains {100 * (rank1_part or 0):.1f}% of var(y).")
     return {"slope": fit.slope, "intercept": fit.intercept, "r2": fit.r2, "r2_ci95": list(ci) if ci else None,
             "n": fit.n, "n_distinct_inputs": n_distinct, "expected_slope": expected_slope,
-            "rank1_term_var_share": rank1_part, "verdict": verdict}
+            "rank1_term_var_share": rank1_part, "input_rank1_share": input_share, "verdict": verdict}
 
 
 def sample_points(x: np.ndarray, y: np.ndarray, limit: int, seed: int = 0) -> dict[str, list[float]]:

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from mi_massive.analysis.scan import ABS_THRESHOLD, REL_THRESHOLD
-from mi_massive.analysis.svd import cosine, oriented_svd, regression_report, sample_points, spectrum_stats
+from mi_massive.analysis.svd import (cosine, input_rank1_share, oriented_svd, regression_report, sample_points,
+                                     spectrum_stats)
 from mi_massive.data.corpus import Corpus
 from mi_massive.pipelines.mlp import b_out, capture_layer, resolve_dim, resolve_layer
 from mi_massive.results.io import provenance
@@ -51,7 +52,8 @@ def svd_analysis(model, corpus: Corpus, *, layer: int | None = None, dim: int | 
                           "n_massive": int(massive[sel].sum())}
         fits[cls] = regression_report(proj[sel], y[sel], expected_slope=spec["sigma1"] * spec["vt0_dim"],
                                       column_share=spec["rank1_column_share"], n_distinct=n_distinct,
-                                      label=f"{cls} tokens", n_boot=n_boot, seed=seed)
+                                      label=f"{cls} tokens", n_boot=n_boot, seed=seed,
+                                      input_share=input_rank1_share(h[torch.from_numpy(sel)]))
         points[cls] = sample_points(proj[sel], y[sel], max_points, seed)
     order = np.argsort(-cos)
     top_tokens = [{"token": tok.decode([int(cap.token_id[i])]), "position": int(cap.pos[i]), "cos": float(cos[i]),
