@@ -213,3 +213,14 @@ def test_register_occupies_the_bos_slot(bases, tok, kind):
     emb = hf.get_input_embeddings()
     assert torch.equal(cache["hook_embed"][:, 0], emb.register_vector.expand(2, -1))
     assert torch.equal(cache["hook_embed"][:, 1:], emb.weight[IDS[:, 1:]])
+
+
+def test_dyt_per_norm_alpha0_llama_recipe(bases):
+    from mi_massive.variants import DyTAlpha
+    from mi_massive.variants.dyt import norm_slots
+
+    hf = apply_variant(copy.deepcopy(bases["toy-llama"]), VariantSpec.parse("dyt", dyt_alpha=DyTAlpha(attn=0.8, mlp=0.2,
+                                                                                                   final=0.2)))
+    alphas = {kind: {round(getattr(p, a).alpha.item(), 6) for p, a, k in norm_slots(hf) if k == kind}
+              for kind in ("attn", "mlp", "final")}
+    assert alphas == {"attn": {0.8}, "mlp": {0.2}, "final": {0.2}}

@@ -30,6 +30,9 @@ TvrRatioOpt = typer.Option(1.2, "--tvr-ratio", help="TVR rescales a matrix when 
 TvrDepthOpt = typer.Option(False, "--tvr-depth-scaling/--no-tvr-depth-scaling", help="target/sqrt(layer)")
 TvrStartOpt = typer.Option(False, "--tvr-at-start/--no-tvr-at-start", help="also apply TVR once before training")
 AlphaOpt = typer.Option(0.5, "--dyt-alpha", help="DyT initial alpha")
+AlphaAttnOpt = typer.Option(None, "--dyt-alpha-attn", help="DyT alpha0 of the norm before attention (Llama recipe)")
+AlphaMlpOpt = typer.Option(None, "--dyt-alpha-mlp", help="DyT alpha0 of the norm before the MLP")
+AlphaFinalOpt = typer.Option(None, "--dyt-alpha-final", help="DyT alpha0 of the final norm")
 ThreadsOpt = typer.Option(1, "--threads", help="torch CPU threads; 1 is fastest for tiny models on a shared CPU "
                           "(measured 0.04 s/step at 1 thread vs 2.5 s at 2 threads under load)")
 MaxCharsOpt = typer.Option(None, "--max-chars", help="read at most this many characters of the training text")
@@ -73,7 +76,9 @@ def train_variant_command(
     trainable: str = TrainableOpt, n_layers: int = LayersOpt, d_model: int = DModelOpt, n_heads: int = HeadsOpt,
     n_kv_heads: int = KVHeadsOpt, tvr_target: float = TvrTargetOpt, tvr_interval: int = TvrIntervalOpt,
     tvr_ratio: float = TvrRatioOpt, tvr_depth: bool = TvrDepthOpt, tvr_at_start: bool = TvrStartOpt,
-    dyt_alpha: float = AlphaOpt, max_chars: Optional[int] = MaxCharsOpt, n_eval: int = typer.Option(16, "--n-eval"),
+    dyt_alpha: float = AlphaOpt, dyt_alpha_attn: Optional[float] = AlphaAttnOpt,
+    dyt_alpha_mlp: Optional[float] = AlphaMlpOpt, dyt_alpha_final: Optional[float] = AlphaFinalOpt,
+    max_chars: Optional[int] = MaxCharsOpt, n_eval: int = typer.Option(16, "--n-eval", help="held-out windows"),
     threads: int = ThreadsOpt,
     out: Path = typer.Option(..., "--out", "-o", help="directory of the saved variant (load it with -m OUT)"),
 ) -> None:
@@ -82,11 +87,12 @@ def train_variant_command(
 
     from mi_massive.pipelines.variants import base_tokenizer, train_variant
     from mi_massive.training import load_streams
-    from mi_massive.variants import VariantSpec
+    from mi_massive.variants import DyTAlpha, VariantSpec
 
     cfg, toy, tvr, alpha = _configs(steps, batch_size, seq_len, lr, min_lr, warmup, seed, trainable, n_layers, d_model,
                                     n_heads, n_kv_heads, base, tvr_target, tvr_interval, tvr_ratio, tvr_depth,
                                     dyt_alpha, threads)
+    alpha = DyTAlpha(default=dyt_alpha, attn=dyt_alpha_attn, mlp=dyt_alpha_mlp, final=dyt_alpha_final)
     spec = replace(VariantSpec.parse(variant, tvr=tvr), dyt_alpha=alpha)
     if out.exists() and not out.is_dir():
         raise MiMassiveError(f"--out {out} is a file; give a directory")
@@ -110,7 +116,9 @@ def compare_variants_command(
     trainable: str = TrainableOpt, n_layers: int = LayersOpt, d_model: int = DModelOpt, n_heads: int = HeadsOpt,
     n_kv_heads: int = KVHeadsOpt, tvr_target: float = TvrTargetOpt, tvr_interval: int = TvrIntervalOpt,
     tvr_ratio: float = TvrRatioOpt, tvr_depth: bool = TvrDepthOpt, tvr_at_start: bool = TvrStartOpt,
-    dyt_alpha: float = AlphaOpt, max_chars: Optional[int] = MaxCharsOpt,
+    dyt_alpha: float = AlphaOpt, dyt_alpha_attn: Optional[float] = AlphaAttnOpt,
+    dyt_alpha_mlp: Optional[float] = AlphaMlpOpt, dyt_alpha_final: Optional[float] = AlphaFinalOpt,
+    max_chars: Optional[int] = MaxCharsOpt,
     n_eval: int = typer.Option(16, "--n-eval", help="held-out windows for the loss"),
     scan_windows: int = typer.Option(8, "--scan-windows", help="held-out windows scanned for massive activations"),
     threads: int = ThreadsOpt,
@@ -120,7 +128,7 @@ def compare_variants_command(
     from dataclasses import replace
 
     from mi_massive.pipelines.variants import compare_variants
-    from mi_massive.variants import VariantSpec
+    from mi_massive.variants import DyTAlpha, VariantSpec
 
     cfg, toy, tvr, alpha = _configs(steps, batch_size, seq_len, lr, min_lr, warmup, seed, trainable, n_layers, d_model,
                                     n_heads, n_kv_heads, base, tvr_target, tvr_interval, tvr_ratio, tvr_depth,
@@ -128,6 +136,7 @@ def compare_variants_command(
     names = [v.strip() for v in variants.split(",") if v.strip()]
     if not names:
         raise MiMassiveError("--variants is empty")
+    alpha = DyTAlpha(default=dyt_alpha, attn=dyt_alpha_attn, mlp=dyt_alpha_mlp, final=dyt_alpha_final)
     specs = [replace(VariantSpec.parse(n, tvr=tvr), dyt_alpha=alpha) for n in names]
     if scan_windows > n_eval:
         raise MiMassiveError("--scan-windows cannot exceed --n-eval")
