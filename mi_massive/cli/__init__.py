@@ -14,3 +14,7 @@ from mi_massive.cli import tokens as _tokens  # noqa: F401
 
 __all__ = ["app", "main"]
 from mi_massive.cli import variants as _variants  # noqa: F401
+from mi_massive.cli import heads as _heads  # noqa: F401,E402
+from mi_massive.cli import ablate as _ablate  # noqa: F401,E402
+from mi_massive.cli import attribute as _attribute  # noqa: F401,E402
+from mi_massive.cli import patch as _patch  # noqa: F401,E402
