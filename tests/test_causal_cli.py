@@ -19,8 +19,6 @@ EXE = Path(sys.executable).parent / "mi-massive"
     (["ablate", "-m", "toy-gpt2", "--text", "hi there", "--heads", "1.9", "-o", "{out}"], "head 9 out of range"),
     (["ablate", "-m", "toy-gpt2", "--text", "hi there", "--mlp", "2", "--mode", "shuffle", "-o", "{out}"],
      "unknown ablation mode"),
-    (["attribute", "-m", "toy-llama", "--text", "hi there", "--layer", "7", "--dim", "1", "-o", "{out}"],
-     "--layer 7 out of range"),
 ])
 def test_bad_inputs_exit_2(tmp_path, args, message):
     args = [a.replace("{out}", str(tmp_path / "o")) for a in args]
@@ -35,6 +33,9 @@ def test_empty_head_set_and_attribute_run(tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["ablate", "-m", "toy-gpt2", "--text", "hi there", "--heads", " ", "-o", str(tmp_path)])
     assert r.exit_code == 2 and "empty head set" in r.output
+    r = runner.invoke(app, ["attribute", "-m", "toy-llama", "--text", "hi", "--layer", "7", "--dim", "1",
+                            "-o", str(tmp_path)])
+    assert r.exit_code == 2 and "--layer 7 out of range" in r.output
     r = runner.invoke(app, ["attribute", "-m", "toy-gpt2", "--text", "The cat sat.", "--layer", "2", "--dim", "3",
                             "--position", "1", "-o", str(tmp_path / "a")])
     assert r.exit_code == 0, r.output

@@ -16,8 +16,7 @@ from mi_massive.pipelines.sweep import head_sweep
 TEXTS = ["The cat sat on the mat.", "A dog ran far in the park!", "Hi"]
 
 
-@pytest.mark.parametrize("fixture", ["toy_gpt2", "toy_llama"])
-@pytest.mark.parametrize("loss", [False, True])
+@pytest.mark.parametrize("fixture,loss", [("toy_gpt2", True), ("toy_llama", False)])
 def test_fast_equals_naive(request, fixture, loss):
     model = request.getfixturevalue(fixture)
     corpus = text_corpus(model, TEXTS, prepend_bos=True)  # unequal lengths: right padding
