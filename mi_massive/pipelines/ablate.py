@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from mi_massive.analysis.stats import bootstrap_ci
@@ -97,7 +96,6 @@ def _random_sets(model, spec: AblationSpec, n: int, rng: random.Random) -> list:
         draw = lambda: sorted(rng.sample(pool, len(chosen)))  # noqa: E731
     else:
         chosen = {(l, n_) for l, ns in spec.targets.items() for n_ in ns}
-        pool = len(chosen)
         draw = lambda: {l: sorted(rng.sample(range(model.cfg.d_mlp), len(ns))) for l, ns in spec.targets.items()}  # noqa: E731
     sets, tries = [], 0
     while len(sets) < n and tries < 50 * n:
