@@ -116,3 +116,21 @@ def test_report_cli_and_errors(tmp_path):
                       (["--results", str(tmp_path / "nope")], "not a directory")):
         res = runner.invoke(app, ["report", "--model", "toy-gpt2", "--text", "x y", *args, "--out", str(tmp_path)])
         assert res.exit_code == 2 and msg in res.output, res.output
+
+
+def test_report_computes_writers_and_removal_on_a_planted_toy(tmp_path):
+    """heads/attribution/ablation run through their report_record hooks; the planted writer is named."""
+    import json as _json
+
+    from mi_massive import load_toy, text_corpus
+    from mi_massive.pipelines.report import build_report
+
+    model = load_toy("toy-gpt2", seed=1, plant=[(1, 5, 1000.0)])
+    corpus = text_corpus(model, ["The cat sat on the mat today.", "Dogs bark loudly at night here"], prepend_bos=True)
+    paths = build_report(model, corpus, tmp_path / "rep", options={"skip": ["intervention", "mlp", "svd", "tokens"]})
+    record = _json.loads(paths["json"].read_text())
+    status = {s["id"]: s["status"] for s in record["sections"]}
+    assert status["heads"] == status["attribution"] == status["ablation"] == "computed"
+    assert "h1[pos 0, dim 5] = 1000 is written mainly by MLP1 (100% of it)" in record["summary"]["writers"]
+    assert "MLP 1 off" in record["summary"]["removal"] and "beyond noise" in record["summary"]["removal"]
+    assert {"heads", "attribution", "ablation"} <= set(paths)

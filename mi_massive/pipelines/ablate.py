@@ -189,3 +189,14 @@ def run_ablations(model, corpus: Corpus, specs: Sequence[AblationSpec], *, track
     return AblationResult(provenance=provenance(model, corpus, options=opts), metrics=keys,
                           tracked=[list(t) for t in tracked], baseline={k: v.tolist() for k, v in base.items()},
                           rerun_max_abs_diff=rerun_diff, conditions=conditions)
+
+
+def report_record(model, corpus: Corpus, scan_result) -> AblationResult:
+    """Hook for ``mi-massive report``: remove the MLP of the first massive block, against a null of
+    20 random single MLP layers, tracking the strongest massive entry's (position, dim)."""
+    from mi_massive.pipelines.attribute import strongest_entry
+
+    layer, position, dim = strongest_entry(scan_result)
+    spec = AblationSpec(name=f"MLP {layer} off", kind="mlp", targets=[layer])
+    return run_ablations(model, corpus, [spec], tracked=[(position, dim)], n_null=MIN_NULL, progress=False,
+                         options={"from": "mi-massive report"})

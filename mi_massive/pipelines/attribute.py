@@ -93,3 +93,19 @@ def attribute(model, corpus: Corpus, layer: int, position: int, dim: int, *, bat
         rel_error=max([rel] + [p["rel_error"] for p in per_sequence]), dominant_mlp=dominant,
         contributions=contribs, per_sequence=per_sequence,
     )
+
+
+def strongest_entry(scan_result) -> tuple[int, int, int]:
+    """(layer, position, dim) of the largest |value| massive entry at the first massive block."""
+    first = scan_result.summary.get("first_layer")
+    entries = [e for e in scan_result.massive if e.layer == first]
+    if first is None or not entries:
+        raise MiMassiveError("the scan found no massive activation to attribute")
+    top = max(entries, key=lambda e: abs(e.value))
+    return top.layer, top.position, top.dim
+
+
+def report_record(model, corpus: Corpus, scan_result) -> AttributionResult:
+    """Hook for ``mi-massive report``: exact attribution of the strongest entry at the first massive block."""
+    layer, position, dim = strongest_entry(scan_result)
+    return attribute(model, corpus, layer, position, dim, options={"from": "mi-massive report"})

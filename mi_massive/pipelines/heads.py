@@ -78,3 +78,8 @@ def head_scores(model, corpus: Corpus, *, massive_positions: Sequence[Sequence[i
     return HeadScores(provenance=provenance(model, corpus, options=opts), n_layers=n_layers, n_heads=n_heads,
                       min_query=min_query, massive_positions=[list(s) for s in massive_positions], heads=heads,
                       per_sequence_first=nested(first), per_sequence_massive=nested(massive))
+
+
+def report_record(model, corpus: Corpus, scan_result) -> HeadScores:
+    """Hook for ``mi-massive report``: sink scores to position 0 and to the scan's massive positions."""
+    return head_scores(model, corpus, scan_result=scan_result, progress=False, options={"from": "mi-massive report"})
