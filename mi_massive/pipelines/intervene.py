@@ -278,9 +278,15 @@ def intervene(
         "Regeneration: 'pre' is what each block computed at the edited entries before any edit at that layer "
         "(resid_mid + mlp_out); 'post' is what the next block reads.",
     ]
+    if missing:
+        classes = sorted({m.split("'")[1] for m in missing})
+        used = sum(1 for p in coords.values() for q in p if position_class(q) in classes)
+        notes.append(f"no calibration positions of class {', '.join(classes)} ({len(missing)} layer/dim pairs, listed "
+                     f"under calibration.missing_means): those entries use the other class's mean; "
+                     f"{used} evaluation position(s) needed it.")
     return InterventionResult(provenance=provenance(model, eval_corpus, seed=seed, options=opts), first_layer=L,
                               dims=dims, edited_layers_all=all_layers, calibration=calibration, evaluation=evaluation,
-                              runs=runs, table=table, notes=notes + missing)
+                              runs=runs, table=table, notes=notes)
 
 
 def ppl_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
