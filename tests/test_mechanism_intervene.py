@@ -30,6 +30,7 @@ def test_intervene_on_planted_toy(planted_llama):
     zero = runs["zero (one layer)"]["regeneration"]["start"]
     assert zero["post"][0] == 0.0  # the edited value is what the next block reads
     assert zero["pre"][0] == pytest.approx(500.0, rel=1e-5)  # block 1 itself still computed it
+    assert zero["per_dim"]["5"]["post"] == zero["post"]  # one massive dim: per-dim equals pooled
     every = runs["zero (every layer)"]["regeneration"]["start"]
     assert every["post"] == [0.0, 0.0]
     assert set(r.calibration["control_dims"]["0"]).isdisjoint({5})

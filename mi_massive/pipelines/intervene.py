@@ -133,8 +133,8 @@ class _Regen:
     """Accumulates mean |h| at edited entries per layer and class: clean, block-computed (pre-edit), post-edit."""
 
     def __init__(self) -> None:
-        self.sum: dict[tuple[str, int, str], float] = defaultdict(float)
-        self.n: dict[tuple[str, int, str], int] = defaultdict(int)
+        self.sum: dict[tuple, float] = defaultdict(float)
+        self.n: dict[tuple, int] = defaultdict(int)
 
     def add(self, acts: dict[str, torch.Tensor], layers: Sequence[int], entries: list[tuple[int, int, int]]) -> None:
         for l in layers:
@@ -143,16 +143,24 @@ class _Regen:
             for row, pos, d in entries:
                 cls = position_class(pos)
                 for kind, t in (("pre", pre), ("post", post)):
-                    self.sum[(kind, l, cls)] += abs(float(t[row, pos, d]))
-                    self.n[(kind, l, cls)] += 1
+                    v = abs(float(t[row, pos, d]))
+                    for key in ((kind, l, cls), (kind, l, cls, d)):
+                        self.sum[key] += v
+                        self.n[key] += 1
 
-    def table(self, layers: Sequence[int]) -> dict[str, dict[str, list[float | None]]]:
-        """{class: {"pre": [...], "post": [...]}} with one mean |h| per layer (None when no entries)."""
-        out: dict[str, dict[str, list[float | None]]] = {}
+    def _means(self, layers: Sequence[int], *key: Any) -> dict[str, list[float | None]]:
+        return {kind: [self.sum[(kind, l, *key)] / self.n[(kind, l, *key)] if self.n[(kind, l, *key)] else None
+                       for l in layers] for kind in ("pre", "post")}
+
+    def table(self, layers: Sequence[int]) -> dict[str, dict[str, Any]]:
+        """{class: {"pre": [...], "post": [...], "per_dim": {dim: {"pre", "post"}}}}: mean |h| per layer over the
+        class's entries (all massive dims pooled, and per dim); None where there are no entries."""
+        out: dict[str, dict[str, Any]] = {}
+        dims = sorted({k[3] for k in self.n if len(k) == 4})
         for cls in (START, OTHER):
-            row = {kind: [self.sum[(kind, l, cls)] / self.n[(kind, l, cls)] if self.n[(kind, l, cls)] else None
-                          for l in layers] for kind in ("pre", "post")}
+            row: dict[str, Any] = self._means(layers, cls)
             if any(v is not None for v in row["pre"]):
+                row["per_dim"] = {str(d): self._means(layers, cls, d) for d in dims}
                 out[cls] = row
         return out
 
