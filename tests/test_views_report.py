@@ -31,7 +31,9 @@ def report(planted, tmp_path_factory):
     from mi_massive.pipelines.report import build_report
 
     out = tmp_path_factory.mktemp("report")
-    return out, build_report(planted, HOSTILE, out, prepend_bos=True, sections=_fast_sections())
+    # heads/attribution are skipped so that their "not computed" path is what this page shows
+    return out, build_report(planted, HOSTILE, out, prepend_bos=True, sections=_fast_sections(),
+                             options={"skip": ["heads", "attribution"]})
 
 
 def test_report_files_and_summary(report):
@@ -77,14 +79,16 @@ def test_report_loads_earlier_results_of_the_same_weights_only(planted, tmp_path
     results = tmp_path / "earlier"
     results.mkdir()
     _head_scores(model_info(planted).fingerprint).save(results / "heads.json")
-    paths = build_report(planted, "The cat sat.", tmp_path / "a", results_dir=results, sections=_fast_sections())
+    paths = build_report(planted, "The cat sat.", tmp_path / "a", results_dir=results, sections=_fast_sections(),
+                         options={"skip": ["heads"]})
     data = json.loads(paths["json"].read_text())
     heads = next(s for s in data["sections"] if s["id"] == "heads")
     assert heads["status"] == "loaded" and "L2H3 0.50" in data["summary"]["sinks"]
     assert "L2H3" in paths["report"].read_text()
 
     _head_scores("sha256:other").save(results / "heads.json")
-    paths = build_report(planted, "The cat sat.", tmp_path / "b", results_dir=results, sections=_fast_sections())
+    paths = build_report(planted, "The cat sat.", tmp_path / "b", results_dir=results, sections=_fast_sections(),
+                         options={"skip": ["heads"]})
     heads = next(s for s in json.loads(paths["json"].read_text())["sections"] if s["id"] == "heads")
     assert heads["status"] == "not computed" and "other weights" in heads["note"]
 
