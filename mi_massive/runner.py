@@ -41,17 +41,26 @@ def check_hook_names(model, names: Iterable[str]) -> None:
         raise MiMassiveError(f"unknown hook name(s): {', '.join(missing[:5])}")
 
 
-def check_finite(name: str, tensor: torch.Tensor, mask: Bool[torch.Tensor, "batch pos"] | None = None) -> None:
-    """Raise :class:`NumericalOverflowError` if ``tensor`` holds inf/NaN at real (unmasked) positions."""
+MASKED_MINUS_INF = ("attn_scores",)  # hooks where -inf marks masked keys by design
+
+
+def check_finite(name: str, tensor: torch.Tensor, mask: Bool[torch.Tensor, "batch pos"] | None = None,
+                 source_dtype: torch.dtype | None = None) -> None:
+    """Raise :class:`NumericalOverflowError` if ``tensor`` holds inf/NaN at real (unmasked) positions.
+
+    Attention scores legitimately hold -inf at masked (future) keys; only NaN and +inf count there.
+    """
     bad = ~torch.isfinite(tensor)
+    if any(tag in name for tag in MASKED_MINUS_INF):
+        bad &= tensor != float("-inf")
     if mask is not None and bad.ndim >= 2 and bad.shape[:2] == mask.shape:
         bad = bad & mask.view(*mask.shape, *([1] * (bad.ndim - 2)))
     if bad.any():
         where = bad.nonzero()[0].tolist()
-        raise NumericalOverflowError(
-            f"inf/NaN in {name} at index {where} ({tensor.dtype}); the values exceed the dtype's range "
-            f"(float16 max is 65,504): rerun with --dtype float32"
-        )
+        hint = ("the values exceed the dtype's range (float16 max is 65,504): rerun with --dtype float32"
+                if (source_dtype or tensor.dtype) in (torch.float16, torch.bfloat16) else
+                "the model itself produced non-finite values")
+        raise NumericalOverflowError(f"inf/NaN in {name} at index {where}: {hint}")
 
 
 @torch.no_grad()
@@ -76,11 +85,13 @@ def run_capture(
     check_hook_names(model, names)
     wanted = set(names)
     captured: dict[str, torch.Tensor] = {}
+    source_dtypes: dict[str, torch.dtype] = {}
 
     def capturer(name: str) -> Callable[..., None]:
         # hook.name may be the bridge-native alias (e.g. blocks.0.hook_out), so key by the requested name
         def capture(tensor: torch.Tensor, hook) -> None:
             value = tensor.detach()
+            source_dtypes[name] = value.dtype
             captured[name] = value.float() if to_float32 and value.is_floating_point() else value.clone()
             if not need_logits and wanted.issubset(captured):
                 raise _StopForward
@@ -99,7 +110,7 @@ def run_capture(
     if check:
         for name, tensor in captured.items():
             if tensor.is_floating_point():
-                check_finite(name, tensor, mask)
+                check_finite(name, tensor, mask, source_dtypes[name])
         if logits is not None:
             check_finite("logits", logits, mask)
     return logits, captured

@@ -159,3 +159,23 @@ def test_smollm2_builtin_corpus_scan_finds_dim_507(smollm2):
     result = scan(smollm2, corpus, progress=False)
     assert result.summary["dims"][0]["dim"] == 507
     assert [r["position"] for r in result.summary["positions"]] == [0]
+
+
+def test_attention_scores_with_masked_minus_inf_are_not_an_overflow(toy_llama):
+    from mi_massive.runner import run_capture
+
+    ids = torch.tensor([text_corpus(toy_llama, "abcdef").sequences[0]])
+    _, acts = run_capture(toy_llama, ids, ["blocks.0.attn.hook_attn_scores"])
+    scores = acts["blocks.0.attn.hook_attn_scores"]
+    assert torch.isneginf(scores).any() and not torch.isnan(scores).any()
+
+
+def test_nan_in_a_float32_model_is_reported_as_the_model_s_own():
+    from mi_massive.runner import check_finite
+
+    bad = torch.zeros(1, 2, 3)
+    bad[0, 1, 2] = float("nan")
+    with pytest.raises(NumericalOverflowError, match="model itself"):
+        check_finite("blocks.0.hook_resid_post", bad, torch.ones(1, 2, dtype=torch.bool), torch.float32)
+    with pytest.raises(NumericalOverflowError, match="float32"):
+        check_finite("blocks.0.hook_resid_post", bad, None, torch.float16)

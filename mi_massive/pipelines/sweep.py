@@ -245,7 +245,7 @@ def head_sweep(
                 per_unit[(idx.start, layer)] = partial.units[unit]
                 continue
             if layer > last_needed:  # cannot reach any tracked entry: exactly the baseline
-                vals = einops.repeat(base, "s m -> h s m", h=n_heads)
+                vals = einops.repeat(base, "s m -> h s m", h=n_heads).clone()
             elif method == "naive":
                 vals = torch.stack([_naive_one(model, ids, mask, names, entries, loss, layer, h, mode, means)
                                     for h in range(n_heads)])
