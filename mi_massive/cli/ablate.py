@@ -9,21 +9,8 @@ import typer
 
 from mi_massive.cli.app import app, echo_table, user_errors
 from mi_massive.cli.common import (BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
-                                   SeqLenOpt, TextOpt, load, make_corpus, validate_inputs)
+                                   SeqLenOpt, TextOpt, load, make_corpus, parse_index_list, validate_inputs)
 from mi_massive.errors import MiMassiveError
-
-
-def _layers(text: str, n_layers: int, what: str) -> list[int]:
-    try:
-        layers = [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError as err:
-        raise MiMassiveError(f"--{what} takes comma-separated layer numbers, got '{text}'") from err
-    if not layers:
-        raise MiMassiveError(f"empty layer set for --{what}")
-    bad = [x for x in layers if not 0 <= x < n_layers]
-    if bad:
-        raise MiMassiveError(f"--{what} layer {bad[0]} out of range: the model has {n_layers} layers")
-    return layers
 
 
 @app.command("ablate")
@@ -44,7 +31,7 @@ def ablate_command(
     out: Path = typer.Option(..., "--out", "-o", help="output directory (ablation.json and figures)"),
 ) -> None:
     """Measure per-layer top-1 |h| and the tracked massive entries under each ablation, with CIs and a null."""
-    from mi_massive.hooks import MODES, check_heads, parse_heads
+    from mi_massive.hooks import MODES, check_heads, check_layers, parse_heads
     from mi_massive.pipelines.ablate import AblationSpec, run_ablations
     from mi_massive.results.io import prepare_out_dir
     from mi_massive.views.causal_plots import ablation_figure
@@ -67,7 +54,7 @@ def ablate_command(
     if head_set is not None:
         check_heads(bridge, head_set)
         specs.append(AblationSpec("heads " + ",".join(f"L{l}H{h}" for l, h in head_set), "heads", head_set, mode))
-    mlp_layers = _layers(mlp, n, "mlp") if mlp is not None else None
+    mlp_layers = check_layers(bridge, parse_index_list(mlp, "--mlp"), what="--mlp layer") if mlp is not None else None
     data = make_corpus(bridge, text, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
     from mi_massive.pipelines.scan import scan
 

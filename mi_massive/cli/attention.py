@@ -8,32 +8,8 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, echo_table, user_errors
-from mi_massive.cli.common import BosOpt, DtypeOpt, ModelOpt, load
+from mi_massive.cli.common import BosOpt, DtypeOpt, ModelOpt, load, parse_index_list
 from mi_massive.errors import MiMassiveError
-
-
-def parse_index_list(value: Optional[str], option: str) -> list[int] | None:
-    """``"5"``, ``"5,11"``, ``"0-3,7"`` -> sorted unique ints; None stays None."""
-    if value is None:
-        return None
-    out: set[int] = set()
-    for part in value.replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
-                lo_i, hi_i = int(lo), int(hi)
-                if hi_i < lo_i:
-                    raise ValueError
-                out.update(range(lo_i, hi_i + 1))
-            else:
-                out.add(int(part))
-        except ValueError:
-            raise MiMassiveError(f"{option} expects integers or ranges like 0-3,7; got '{value}'") from None
-    if not out:
-        raise MiMassiveError(f"{option} is empty")
-    return sorted(out)
 
 
 @app.command("attention")

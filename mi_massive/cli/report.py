@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, user_errors
-from mi_massive.cli.common import (BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt, SeqLenOpt,
+from mi_massive.cli.common import (AbsThresholdOpt, RelThresholdOpt, BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt, SeqLenOpt,
                                    TextOpt, load, make_corpus, validate_inputs)
 from mi_massive.errors import MiMassiveError
 
@@ -23,8 +23,8 @@ def report_command(
     seq_len: int = SeqLenOpt,
     seed: int = SeedOpt,
     prepend_bos: bool = BosOpt,
-    abs_threshold: float = typer.Option(100.0, "--abs-threshold", help="massive: |h| above this ..."),
-    rel_threshold: float = typer.Option(1000.0, "--rel-threshold", help="... and above this x the layer median"),
+    abs_threshold: float = AbsThresholdOpt,
+    rel_threshold: float = RelThresholdOpt,
     dtype: str = DtypeOpt,
     batch_size: int = BatchOpt,
     results: Optional[Path] = typer.Option(None, "--results", help="directory with JSON files of earlier commands "

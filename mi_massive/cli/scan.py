@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, echo_table, user_errors
-from mi_massive.cli.common import (BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
+from mi_massive.cli.common import (AbsThresholdOpt, RelThresholdOpt, BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
                                    SeqLenOpt, TextOpt, load, make_corpus, validate_inputs)
 from mi_massive.errors import MiMassiveError
 
@@ -44,8 +44,8 @@ def scan_command(
     seed: int = SeedOpt,
     prepend_bos: bool = BosOpt,
     top_k: int = typer.Option(3, "--top-k", help="largest |h| values kept per layer and sequence"),
-    abs_threshold: float = typer.Option(100.0, "--abs-threshold", help="massive: |h| above this ..."),
-    rel_threshold: float = typer.Option(1000.0, "--rel-threshold", help="... and above this x the layer median"),
+    abs_threshold: float = AbsThresholdOpt,
+    rel_threshold: float = RelThresholdOpt,
     dtype: str = DtypeOpt,
     batch_size: int = BatchOpt,
     figures: bool = typer.Option(True, "--figures/--no-figures", help="write the HTML/PNG figures"),
