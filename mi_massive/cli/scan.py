@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, echo_table, user_errors
-from mi_massive.cli.common import (AbsThresholdOpt, RelThresholdOpt, BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
+from mi_massive.cli.common import (AbsThresholdOpt, AutoBatchOpt, RelThresholdOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
                                    SeqLenOpt, TextOpt, load, make_corpus, validate_inputs)
 from mi_massive.errors import MiMassiveError
 
@@ -47,7 +47,7 @@ def scan_command(
     abs_threshold: float = AbsThresholdOpt,
     rel_threshold: float = RelThresholdOpt,
     dtype: str = DtypeOpt,
-    batch_size: int = BatchOpt,
+    batch_size: Optional[int] = AutoBatchOpt,
     figures: bool = typer.Option(True, "--figures/--no-figures", help="write the HTML/PNG figures"),
     out: Path = typer.Option(..., "--out", "-o", help="output directory (scan.json and figures)"),
 ) -> None:

@@ -61,6 +61,14 @@ class Corpus:
         sub.n_samples = len(indices)
         return sub
 
+    def auto_batch_size(self, tokens_per_batch: int = 2048) -> int:
+        """Sequences per forward pass so that a batch holds about ``tokens_per_batch`` tokens.
+
+        Peak memory of a forward pass grows with batch x length (and batch x length^2 for the
+        attention scores), so long sequences get smaller batches: 8 x 256, 4 x 512, 1 x 2048.
+        """
+        return max(1, min(32, tokens_per_batch // max(self.lengths)))
+
     def batches(self, batch_size: int) -> Iterator[tuple[range, Int[torch.Tensor, "batch pos"], Bool[torch.Tensor, "batch pos"]]]:
         """Yield (sequence indices, right-padded ids [batch, pos], real-token mask [batch, pos])."""
         if batch_size < 1:

@@ -61,7 +61,7 @@ def scan(
     top_k: int = 3,
     abs_threshold: float = ABS_THRESHOLD,
     rel_threshold: float = REL_THRESHOLD,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     include_embed: bool = True,
     progress: bool = True,
     options: dict[str, Any] | None = None,
@@ -72,6 +72,7 @@ def scan(
     top-1/median ratio and per-dim max; aggregated over sequences (mean, std, 95% CI). Entries with
     |h| > ``abs_threshold`` and > ``rel_threshold`` x the layer median are listed as massive, those
     above only the absolute threshold as near-massive. See :mod:`mi_massive.analysis.scan`.
+    ``batch_size`` None picks about 2,048 tokens per forward pass (:meth:`Corpus.auto_batch_size`).
     """
     if top_k < 1:
         raise MiMassiveError(f"top_k must be positive, got {top_k}")
@@ -81,6 +82,7 @@ def scan(
     if top_k > shortest:
         raise MiMassiveError(f"top_k={top_k} exceeds the number of entries of the shortest sequence ({shortest})")
     names = resid_hook_names(model.cfg.n_layers, include_embed=include_embed)
+    batch_size = batch_size or corpus.auto_batch_size()
     str_tokens = token_strings(model, corpus.sequences)
     per_hook: dict[str, dict[str, list]] = {n: {"top_values": [], "top_positions": [], "top_dims": [],
                                                 "median": [], "ratio": []} for n in names}
