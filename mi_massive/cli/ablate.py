@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, echo_table, user_errors
-from mi_massive.cli.common import (BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
+from mi_massive.cli.common import (write_outputs, BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
                                    SeqLenOpt, TextOpt, load, make_corpus, parse_index_list, validate_inputs)
 from mi_massive.errors import MiMassiveError
 
@@ -35,7 +35,6 @@ def ablate_command(
     from mi_massive.pipelines.ablate import AblationSpec, run_ablations
     from mi_massive.results.io import prepare_out_dir
     from mi_massive.views.causal_plots import ablation_figure
-    from mi_massive.views.html import save_figure
 
     validate_inputs(model, text, corpus, n_samples=n_samples, seq_len=seq_len, batch_size=batch_size)
     if mode not in MODES:
@@ -84,7 +83,6 @@ def ablate_command(
     res = run_ablations(bridge, data, specs, tracked=tracked, n_null=n_null, seed=seed, batch_size=batch_size,
                         options={"prepend_bos": prepend_bos, "dtype": dtype})
     out = prepare_out_dir(out)
-    res.save(out / "ablation.json")
     rows = []
     for c in res.conditions:
         for e in c.effects:
@@ -94,7 +92,6 @@ def ablate_command(
                                  f"[{e.ci95[0]:+.2f}, {e.ci95[1]:+.2f}]", e.label])
     echo_table(["condition", "metric", "layer", "baseline", "change", "95% CI", "vs null"], rows[:40])
     typer.echo(f"baseline rerun max |diff|: {res.rerun_max_abs_diff:g}")
-    written = [out / "ablation.json"] + save_figure(ablation_figure(res, "top1"), out / "ablation_top1")
-    for p, d in tracked:
-        written += save_figure(ablation_figure(res, f"entry p{p} d{d}"), out / f"ablation_p{p}_d{d}")
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
+    figs = {"ablation_top1": lambda: ablation_figure(res, "top1")}
+    figs.update({f"ablation_p{p}_d{d}": (lambda p=p, d=d: ablation_figure(res, f"entry p{p} d{d}")) for p, d in tracked})
+    write_outputs(out, "ablation.json", res, figs)

@@ -24,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help text: option docs contain colons (e.g. logit_diff:A:B) that rich turns into emoji
 )
 
 EXIT_USER_ERROR = 2

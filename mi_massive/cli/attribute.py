@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, echo_table, user_errors
-from mi_massive.cli.common import (BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
+from mi_massive.cli.common import (write_outputs, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
                                    SeqLenOpt, TextOpt, load, make_corpus, validate_inputs)
 
 
@@ -30,7 +30,6 @@ def attribute_command(
     from mi_massive.pipelines.attribute import attribute
     from mi_massive.results.io import prepare_out_dir
     from mi_massive.views.causal_plots import attribution_bars
-    from mi_massive.views.html import save_figure
 
     validate_inputs(model, text, corpus, n_samples=n_samples, seq_len=seq_len, batch_size=batch_size, top=top)
     bridge = load(model, dtype)
@@ -48,7 +47,6 @@ def attribute_command(
     res = attribute(bridge, data, layer, position, dim, batch_size=batch_size,
                     options={"prepend_bos": prepend_bos, "dtype": dtype})
     out = prepare_out_dir(out)
-    res.save(out / "attribution.json")
     typer.echo(f"h_{layer}[pos {position}, dim {dim}] = {res.residual:.3f} (mean over {len(data)} sequence(s)); "
                f"sum of terms {res.total:.3f}, relative error {res.rel_error:.1e}")
     echo_table(["term", "contribution", "share"], [[c.label, f"{c.value:.3f}", f"{c.value / res.residual:.1%}"
@@ -56,5 +54,4 @@ def attribute_command(
                                                        "embed", "pos_embed", "head", "attn_bias", "mlp"))])
     neurons = res.top(5, kinds=("neuron",))
     typer.echo(f"dominant MLP {res.dominant_mlp}, top neurons: " + ", ".join(f"{c.index} ({c.value:.2f})" for c in neurons))
-    written = [out / "attribution.json"] + save_figure(attribution_bars(res), out / "attribution")
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
+    write_outputs(out, "attribution.json", res, {"attribution": lambda: attribution_bars(res)})

@@ -46,6 +46,19 @@ def parse_index_list(value: Optional[str], option: str) -> list[int] | None:
     return sorted(out)
 
 
+def write_outputs(out, json_name: str, record, figures: dict | None = None) -> list:
+    """Save ``record`` as ``OUT/json_name`` and each figure (built lazily by a no-argument callable) as
+    ``OUT/<name>.html`` (+ ``.png`` when possible); print what was written and return the paths."""
+    from mi_massive.views.html import save_figure
+
+    record.save(out / json_name)
+    written = [out / json_name]
+    for name, build in (figures or {}).items():
+        written += save_figure(build(), out / name)
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
+    return written
+
+
 def check_positive(**values: int) -> None:
     for name, value in values.items():
         if value is not None and value < 1:

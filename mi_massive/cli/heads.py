@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, echo_table, user_errors
-from mi_massive.cli.common import (BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
+from mi_massive.cli.common import (write_outputs, BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
                                    SeqLenOpt, TextOpt, load, make_corpus, validate_inputs)
 
 
@@ -31,7 +31,6 @@ def heads_command(
     from mi_massive.pipelines.heads import head_scores
     from mi_massive.results.io import prepare_out_dir
     from mi_massive.views.causal_plots import head_heatmap
-    from mi_massive.views.html import save_figure
 
     validate_inputs(model, text, corpus, n_samples=n_samples, seq_len=seq_len, batch_size=batch_size, top_k=top_k)
     if by not in ("first", "massive"):
@@ -40,13 +39,11 @@ def heads_command(
     data = make_corpus(bridge, text, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
     res = head_scores(bridge, data, batch_size=batch_size, options={"prepend_bos": prepend_bos, "dtype": dtype})
     out = prepare_out_dir(out)
-    res.save(out / "heads.json")
     ranked = [h for h in res.ranking(by) if (h.to_first if by == "first" else h.to_massive) is not None]
     rows = [[f"L{h.layer}H{h.head}", _fmt(h.to_first), f"[{_fmt(h.to_first_ci95[0])}, {_fmt(h.to_first_ci95[1])}]",
              _fmt(h.to_massive)] for h in ranked[:top_k] + ranked[-top_k:]]
     echo_table(["head", "to pos 0", "95% CI", "to massive"], rows)
-    written = [out / "heads.json"]
-    written += save_figure(head_heatmap(res, "first"), out / "heads_first")
+    figs = {"heads_first": lambda: head_heatmap(res, "first")}
     if any(h.to_massive is not None for h in res.heads):
-        written += save_figure(head_heatmap(res, "massive"), out / "heads_massive")
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
+        figs["heads_massive"] = lambda: head_heatmap(res, "massive")
+    write_outputs(out, "heads.json", res, figs)

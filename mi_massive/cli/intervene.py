@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, echo_table, user_errors
-from mi_massive.cli.common import BatchOpt, BosOpt, DtypeOpt, ModelOpt, SeedOpt, check_positive, load
+from mi_massive.cli.common import write_outputs, BatchOpt, BosOpt, DtypeOpt, ModelOpt, SeedOpt, check_positive, load
 
 
 def print_intervention_table(result) -> None:
@@ -76,13 +76,9 @@ def intervene_command(
     result = intervene(bridge, eval_c, cal_c, layer=layer, n_control=n_control, seed=seed, variants=chosen,
                        batch_size=batch_size,
                        options={"dtype": dtype, "corpus": corpus, "calib_corpus": calib_corpus})
-    result.save(out / "intervene.json")
     print_intervention_table(result)
-    written = [out / "intervene.json"]
-    if figures:
-        from mi_massive.views.html import save_figure
-        from mi_massive.views.mechanism_plots import ppl_figure, regeneration_figure
+    from mi_massive.views.mechanism_plots import ppl_figure, regeneration_figure
 
-        written += save_figure(ppl_figure(result), out / "intervene_ppl")
-        written += save_figure(regeneration_figure(result), out / "intervene_regeneration")
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
+    write_outputs(out, "intervene.json", result,
+                  {"intervene_ppl": lambda: ppl_figure(result),
+                   "intervene_regeneration": lambda: regeneration_figure(result)} if figures else None)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, echo_table, user_errors
-from mi_massive.cli.common import (BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt, SeqLenOpt,
+from mi_massive.cli.common import (write_outputs, BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt, SeqLenOpt,
                                    TextOpt, load, make_corpus, validate_inputs)
 from mi_massive.results.io import prepare_out_dir
 
@@ -53,13 +53,8 @@ def mlp_command(
     bridge = load(model, dtype)
     data = make_corpus(bridge, text, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
     r = mlp_internals(bridge, data, layer=layer, dim=dim, top_k=top_k, batch_size=batch_size, options={"dtype": dtype})
-    r.save(out / "mlp.json")
     print_mlp_summary(r)
-    written = [out / "mlp.json"]
-    if figures:
-        from mi_massive.views.html import save_figure
-        from mi_massive.views.mechanism_plots import mlp_flow_figure, top_neurons_figure
+    from mi_massive.views.mechanism_plots import mlp_flow_figure, top_neurons_figure
 
-        written += save_figure(mlp_flow_figure(r), out / "mlp_flow")
-        written += save_figure(top_neurons_figure(r), out / "mlp_top_neurons")
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
+    write_outputs(out, "mlp.json", r, {"mlp_flow": lambda: mlp_flow_figure(r),
+                                       "mlp_top_neurons": lambda: top_neurons_figure(r)} if figures else None)

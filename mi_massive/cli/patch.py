@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from mi_massive.cli.app import app, user_errors
-from mi_massive.cli.common import BosOpt, DtypeOpt, ModelOpt
+from mi_massive.cli.common import write_outputs, BosOpt, DtypeOpt, ModelOpt
 
 
 @app.command("patch")
@@ -30,7 +30,6 @@ def patch_command(
     from mi_massive.pipelines.patch import COMPONENTS, parse_metric, patch
     from mi_massive.results.io import prepare_out_dir
     from mi_massive.views.causal_plots import patching_figure
-    from mi_massive.views.html import save_figure
 
     comps = [c.strip() for c in components.split(",") if c.strip()]
     bad = [c for c in comps if c not in COMPONENTS]
@@ -44,12 +43,8 @@ def patch_command(
     res = patch(bridge, ids[0], ids[1], metric=metric, components=comps, backend=backend,
                 options={"prepend_bos": prepend_bos, "dtype": dtype})
     out = prepare_out_dir(out)
-    res.save(out / "patching.json")
     typer.echo(f"metric {metric}: clean {res.clean:.4g}, corrupted {res.corrupted:.4g} (backend {res.backend})")
-    written = [out / "patching.json"]
-    for c in comps:
-        written += save_figure(patching_figure(res, c), out / f"patch_{c}")
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
+    write_outputs(out, "patching.json", res, {f"patch_{c}": (lambda c=c: patching_figure(res, c)) for c in comps})
 
 
 def load_model_quiet(model: str, dtype: str):

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, echo_table, user_errors
-from mi_massive.cli.common import (AbsThresholdOpt, AutoBatchOpt, RelThresholdOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
+from mi_massive.cli.common import (write_outputs, AbsThresholdOpt, AutoBatchOpt, RelThresholdOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
                                    SeqLenOpt, TextOpt, load, make_corpus, validate_inputs)
 from mi_massive.errors import MiMassiveError
 
@@ -65,17 +65,14 @@ def scan_command(
     result = scan(bridge, data, top_k=top_k, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
                   batch_size=batch_size, options={"dtype": dtype, "batch_size": batch_size})
     out = prepare_out_dir(out)
-    result.save(out / "scan.json")
     print_scan_summary(result)
-    written = [out / "scan.json"]
-    if figures:
-        from mi_massive.views.html import save_figure
-        from mi_massive.views.scan_plots import feature_3d_figure, layerwise_figure
+    from mi_massive.views.scan_plots import feature_3d_figure, layerwise_figure
 
-        written += save_figure(layerwise_figure(result), out / "layerwise")
+    def feature_3d():
         layer = feature_view_layer(result)
         sentence = text if text is not None else SUN_SENTENCE
         h, toks = sentence_activations(bridge, sentence, layer, prepend_bos=prepend_bos)
-        written += save_figure(feature_3d_figure(h, toks, layer=layer, model_name=result.provenance["model"]["name"]),
-                               out / "feature_3d")
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
+        return feature_3d_figure(h, toks, layer=layer, model_name=result.provenance["model"]["name"])
+
+    write_outputs(out, "scan.json", result,
+                  {"layerwise": lambda: layerwise_figure(result), "feature_3d": feature_3d} if figures else None)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, user_errors
-from mi_massive.cli.common import (BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt, SeqLenOpt,
+from mi_massive.cli.common import (write_outputs, BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt, SeqLenOpt,
                                    TextOpt, load, make_corpus, validate_inputs)
 from mi_massive.cli.mlp import DimOpt, LayerOpt
 from mi_massive.results.io import prepare_out_dir
@@ -33,7 +33,6 @@ def svd_command(
     data = make_corpus(bridge, text, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
     r = svd_analysis(bridge, data, layer=layer, dim=dim, n_boot=n_boot, seed=seed, batch_size=batch_size,
                      options={"dtype": dtype})
-    r.save(out / "svd.json")
     s = r.spectrum
     typer.echo(f"block {r.layer} W_out, dim {r.dim}: sigma1 {s['sigma1']:.3f}, sigma2 {s['sigma2']:.3f} "
                f"(ratio {s['sigma_ratio']:.2f}); sigma1^2 share {100 * s['sigma1_sq_share']:.2f}%; "
@@ -44,11 +43,7 @@ def svd_command(
             typer.echo(f"{cls}: n {a['n']}, mean cos(h, u1) {a['cos_mean']:.4f}, mean h.u1 {a['proj_mean']:.3f}")
     for n in r.notes:
         typer.echo("note: " + n)
-    written = [out / "svd.json"]
-    if figures:
-        from mi_massive.views.html import save_figure
-        from mi_massive.views.mechanism_plots import spectrum_figure, svd_regression_figure
+    from mi_massive.views.mechanism_plots import spectrum_figure, svd_regression_figure
 
-        written += save_figure(spectrum_figure(r), out / "svd_spectrum")
-        written += save_figure(svd_regression_figure(r), out / "svd_regression")
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
+    write_outputs(out, "svd.json", r, {"svd_spectrum": lambda: spectrum_figure(r),
+                                       "svd_regression": lambda: svd_regression_figure(r)} if figures else None)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mi_massive.cli.app import app, echo_table, user_errors
-from mi_massive.cli.common import (BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt, SeqLenOpt,
+from mi_massive.cli.common import (write_outputs, BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt, SeqLenOpt,
                                    TextOpt, load, make_corpus, validate_inputs)
 from mi_massive.cli.mlp import LayerOpt
 from mi_massive.results.io import prepare_out_dir
@@ -36,7 +36,6 @@ def tokens_command(
     data = make_corpus(bridge, text, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
     r = tokens_analysis(bridge, data, layer=layer, occurrences=occurrences, k=k, n_boot=n_boot, seed=seed,
                         batch_size=batch_size, options={"dtype": dtype})
-    r.save(out / "tokens.json")
     echo_table(["class", "tokens", "massive", "rate", "95% CI"],
                [[c["class"], c["n_tokens"], c["n_massive"], f"{c['rate']:.4f}" if c["rate"] is not None else "-",
                  f"[{c['rate_ci95'][0]:.4f}, {c['rate_ci95'][1]:.4f}]"] for c in r.classes])
@@ -44,10 +43,6 @@ def tokens_command(
                [[repr(t["token"]), t["n_massive"], t["n_in_corpus"]] for t in r.top_tokens[:10]])
     for line in r.conclusion:
         typer.echo(line)
-    written = [out / "tokens.json"]
-    if figures:
-        from mi_massive.views.html import save_figure
-        from mi_massive.views.mechanism_plots import word_metric_figure
+    from mi_massive.views.mechanism_plots import word_metric_figure
 
-        written += save_figure(word_metric_figure(r), out / "tokens_words")
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
+    write_outputs(out, "tokens.json", r, {"tokens_words": lambda: word_metric_figure(r)} if figures else None)
