@@ -40,12 +40,12 @@ MaxCharsOpt = typer.Option(None, "--max-chars", help="read at most this many cha
 
 
 def _configs(steps, batch_size, seq_len, lr, min_lr, warmup, seed, trainable, n_layers, d_model, n_heads, n_kv_heads,
-             base, tvr_target, tvr_interval, tvr_ratio, tvr_depth, dyt_alpha, threads):
+             base, tvr_target, tvr_interval, tvr_ratio, tvr_depth, threads):
     import torch
 
     from mi_massive.loading import TOY_KINDS, ToyConfig
     from mi_massive.training import TrainConfig
-    from mi_massive.variants import DyTAlpha, TVRConfig
+    from mi_massive.variants import TVRConfig
 
     if threads:
         torch.set_num_threads(threads)
@@ -64,7 +64,17 @@ def _configs(steps, batch_size, seq_len, lr, min_lr, warmup, seed, trainable, n_
                     n_ctx=max(512, seq_len)) if base in TOY_KINDS else None
     tvr = TVRConfig(target_std=tvr_target, ratio_threshold=tvr_ratio, interval=tvr_interval,
                     scale_with_depth=tvr_depth)
-    return cfg, toy, tvr, DyTAlpha(default=dyt_alpha)
+    return cfg, toy, tvr
+
+
+def _spec(name, tvr, dyt_alpha, dyt_alpha_attn, dyt_alpha_mlp, dyt_alpha_final):
+    """The VariantSpec of a variant name with the command's TVR config and per-norm DyT alpha0."""
+    from dataclasses import replace
+
+    from mi_massive.variants import DyTAlpha, VariantSpec
+
+    alpha = DyTAlpha(default=dyt_alpha, attn=dyt_alpha_attn, mlp=dyt_alpha_mlp, final=dyt_alpha_final)
+    return replace(VariantSpec.parse(name, tvr=tvr), dyt_alpha=alpha)
 
 
 @app.command("train-variant")
@@ -83,17 +93,12 @@ def train_variant_command(
     out: Path = typer.Option(..., "--out", "-o", help="directory of the saved variant (load it with -m OUT)"),
 ) -> None:
     """Build a variant on a base model, train it (resumable), and save it as safetensors + JSON."""
-    from dataclasses import replace
-
     from mi_massive.pipelines.variants import base_tokenizer, train_variant
     from mi_massive.training import load_streams
-    from mi_massive.variants import DyTAlpha, VariantSpec
 
-    cfg, toy, tvr, alpha = _configs(steps, batch_size, seq_len, lr, min_lr, warmup, seed, trainable, n_layers, d_model,
-                                    n_heads, n_kv_heads, base, tvr_target, tvr_interval, tvr_ratio, tvr_depth,
-                                    dyt_alpha, threads)
-    alpha = DyTAlpha(default=dyt_alpha, attn=dyt_alpha_attn, mlp=dyt_alpha_mlp, final=dyt_alpha_final)
-    spec = replace(VariantSpec.parse(variant, tvr=tvr), dyt_alpha=alpha)
+    cfg, toy, tvr = _configs(steps, batch_size, seq_len, lr, min_lr, warmup, seed, trainable, n_layers, d_model,
+                                    n_heads, n_kv_heads, base, tvr_target, tvr_interval, tvr_ratio, tvr_depth, threads)
+    spec = _spec(variant, tvr, dyt_alpha, dyt_alpha_attn, dyt_alpha_mlp, dyt_alpha_final)
     if out.exists() and not out.is_dir():
         raise MiMassiveError(f"--out {out} is a file; give a directory")
     tok = base_tokenizer(base)
@@ -125,19 +130,14 @@ def compare_variants_command(
     out: Path = typer.Option(..., "--out", "-o", help="output directory (compare.json, compare.html, one dir per variant)"),
 ) -> None:
     """Train every variant with the same budget and seed; report loss, scan and attention sinks side by side."""
-    from dataclasses import replace
-
     from mi_massive.pipelines.variants import compare_variants
-    from mi_massive.variants import DyTAlpha, VariantSpec
 
-    cfg, toy, tvr, alpha = _configs(steps, batch_size, seq_len, lr, min_lr, warmup, seed, trainable, n_layers, d_model,
-                                    n_heads, n_kv_heads, base, tvr_target, tvr_interval, tvr_ratio, tvr_depth,
-                                    dyt_alpha, threads)
+    cfg, toy, tvr = _configs(steps, batch_size, seq_len, lr, min_lr, warmup, seed, trainable, n_layers, d_model,
+                                    n_heads, n_kv_heads, base, tvr_target, tvr_interval, tvr_ratio, tvr_depth, threads)
     names = [v.strip() for v in variants.split(",") if v.strip()]
     if not names:
         raise MiMassiveError("--variants is empty")
-    alpha = DyTAlpha(default=dyt_alpha, attn=dyt_alpha_attn, mlp=dyt_alpha_mlp, final=dyt_alpha_final)
-    specs = [replace(VariantSpec.parse(n, tvr=tvr), dyt_alpha=alpha) for n in names]
+    specs = [_spec(n, tvr, dyt_alpha, dyt_alpha_attn, dyt_alpha_mlp, dyt_alpha_final) for n in names]
     if scan_windows > n_eval:
         raise MiMassiveError("--scan-windows cannot exceed --n-eval")
     record = compare_variants(base, specs, data=data, cfg=cfg, out_dir=out, toy_config=toy, n_eval=n_eval,
