@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip", nargs="*", default=[], choices=["time", "memory", "load"])
     args = parser.parse_args()
-    from mi_massive.results.io import package_versions, utc_now, write_json
+    from mi_massive.core.io import package_versions, utc_now, write_json
 
     out: dict = {"benchmark": "scan", "model": "smollm2-135m", "created_utc": utc_now(),
                  "versions": package_versions(), "cpu_count": os.cpu_count()}

@@ -17,10 +17,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from mi_massive.data import load_corpus
-from mi_massive.loading import load_model
-from mi_massive.pipelines.sweep import head_sweep
-from mi_massive.results.io import package_versions, utc_now, write_json
+from mi_massive.core.corpus import load_corpus
+from mi_massive.core.loading import load_model
+from mi_massive.analyses.sweep.run import head_sweep
+from mi_massive.core.io import package_versions, utc_now, write_json
 
 OUT = Path(__file__).resolve().parent / "results" / "sweep.json"
 

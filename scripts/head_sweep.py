@@ -12,10 +12,10 @@ import argparse
 
 import torch
 
-from mi_massive.data import load_corpus
-from mi_massive.hooks import reference_means
-from mi_massive.loading import load_model
-from mi_massive.pipelines.sweep import head_sweep
+from mi_massive.core.corpus import load_corpus
+from mi_massive.core.hooks import reference_means
+from mi_massive.core.loading import load_model
+from mi_massive.analyses.sweep.run import head_sweep
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ import argparse
 
 import torch
 
-from mi_massive.data import text_corpus
-from mi_massive.loading import load_model
-from mi_massive.pipelines.patch import patch
+from mi_massive.core.corpus import text_corpus
+from mi_massive.core.loading import load_model
+from mi_massive.analyses.patch.run import patch
 
 
 def main() -> None:

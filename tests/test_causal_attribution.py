@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mi_massive.analysis.attribution import AttributionMismatch, EntryTensors, decompose
-from mi_massive.data import text_corpus
-from mi_massive.loading import build_toy_hf, load_toy, model_info
-from mi_massive.pipelines.attribute import attribute
+from mi_massive.analyses.attribute.decompose import AttributionMismatch, EntryTensors, decompose
+from mi_massive.core.corpus import text_corpus
+from mi_massive.core.loading import build_toy_hf, load_toy, model_info
+from mi_massive.analyses.attribute.run import attribute
 
 TEXTS = ["The cat sat on the mat.", "Summer is warm. Winter is cold."]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mi_massive.analysis.heads import sink_scores
-from mi_massive.data import text_corpus
-from mi_massive.loading import build_toy_hf
-from mi_massive.pipelines.heads import head_scores
+from mi_massive.analyses.heads.scores import sink_scores
+from mi_massive.core.corpus import text_corpus
+from mi_massive.core.loading import build_toy_hf
+from mi_massive.analyses.heads.run import head_scores
 
 TEXTS = ["The cat sat on the mat.", "Summer is warm. Winter is cold!", "Hi there"]
 

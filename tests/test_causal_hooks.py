@@ -6,11 +6,11 @@ import einops
 import pytest
 import torch
 
-from mi_massive.data import text_corpus
+from mi_massive.core.corpus import text_corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.hooks import (ablate_attention, ablate_heads, ablate_mlps, ablate_neurons, block_keys, parse_heads,
+from mi_massive.core.hooks import (ablate_attention, ablate_heads, ablate_mlps, ablate_neurons, block_keys, parse_heads,
                               per_row_head_ablation, reference_means, resample_donors)
-from mi_massive.runner import run_capture
+from mi_massive.core.engine import run_capture
 
 TEXTS = ["The cat sat on the mat.", "A dog ran far in the park!", "Summer is warm. Winter is cold."]
 

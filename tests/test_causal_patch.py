@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mi_massive.data import text_corpus
+from mi_massive.core.corpus import text_corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.pipelines.patch import patch
+from mi_massive.analyses.patch.run import patch
 
 
 def _pair(model):

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-import mi_massive.pipelines.sweep as sweep_mod
-from mi_massive.data import text_corpus
+import mi_massive.analyses.sweep.run as sweep_mod
+from mi_massive.core.corpus import text_corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.hooks import reference_means
-from mi_massive.pipelines.sweep import head_sweep
+from mi_massive.core.hooks import reference_means
+from mi_massive.analyses.sweep.run import head_sweep
 
 TEXTS = ["The cat sat on the mat.", "A dog ran far in the park!", "Hi"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mi_massive.data import (builtin_corpus, builtin_text, chunk_tokens, file_corpus, load_corpus, text_corpus,
+from mi_massive.core.corpus import (builtin_corpus, builtin_text, chunk_tokens, file_corpus, load_corpus, text_corpus,
                              wikitext_corpus)
 from mi_massive.errors import MiMassiveError
 

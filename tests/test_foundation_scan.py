@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from mi_massive.analysis.scan import detect, sequence_stats, true_median
-from mi_massive.data import builtin_corpus, text_corpus
+from mi_massive.analyses.scan.detect import detect, sequence_stats, true_median
+from mi_massive.core.corpus import builtin_corpus, text_corpus
 from mi_massive.errors import MiMassiveError, NumericalOverflowError
-from mi_massive.loading import load_toy
-from mi_massive.pipelines.scan import scan
-from mi_massive.results.scan import ScanResult
+from mi_massive.core.loading import load_toy
+from mi_massive.analyses.scan.run import scan
+from mi_massive.analyses.scan.record import ScanResult
 
 
 def hf_block_outputs(hf_model, ids: torch.Tensor) -> list[torch.Tensor]:
@@ -84,7 +84,7 @@ def test_pads_never_enter_statistics():
 
 def test_scan_statistics_equal_an_independent_computation():
     model = load_toy("toy-gpt2", seed=2, plant=[(1, 9, 300.0)])
-    from mi_massive.loading import build_toy_hf, plant_massive_activation
+    from mi_massive.core.loading import build_toy_hf, plant_massive_activation
 
     reference = build_toy_hf("toy-gpt2", seed=2)
     plant_massive_activation(reference, 1, 9, 300.0)
@@ -129,7 +129,7 @@ def test_smollm2_scan_equals_plain_transformers(smollm2):
     """Scan values equal the block outputs of an independently loaded transformers model (rel 1e-4)."""
     from transformers import AutoModelForCausalLM
 
-    from mi_massive.loading import model_info
+    from mi_massive.core.loading import model_info
 
     folder = model_info(smollm2).extra["converted_copy"]
     reference = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32).eval()
@@ -162,7 +162,7 @@ def test_smollm2_builtin_corpus_scan_finds_dim_507(smollm2):
 
 
 def test_attention_scores_with_masked_minus_inf_are_not_an_overflow(toy_llama):
-    from mi_massive.runner import run_capture
+    from mi_massive.core.engine import run_capture
 
     ids = torch.tensor([text_corpus(toy_llama, "abcdef").sequences[0]])
     _, acts = run_capture(toy_llama, ids, ["blocks.0.attn.hook_attn_scores"])
@@ -171,7 +171,7 @@ def test_attention_scores_with_masked_minus_inf_are_not_an_overflow(toy_llama):
 
 
 def test_nan_in_a_float32_model_is_reported_as_the_model_s_own():
-    from mi_massive.runner import check_finite
+    from mi_massive.core.engine import check_finite
 
     bad = torch.zeros(1, 2, 3)
     bad[0, 1, 2] = float("nan")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mi_massive.hooks.intervention import (EntryEdit, control_dims, entry_edit, layer_hooks, position_class,
+from mi_massive.core.hooks.intervention import (EntryEdit, control_dims, entry_edit, layer_hooks, position_class,
                                            set_entries)
-from mi_massive.runner import run_capture
+from mi_massive.core.engine import run_capture
 
 
 def test_set_entries_changes_only_chosen_entries():

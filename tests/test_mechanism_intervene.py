@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mi_massive.analysis.perplexity import chunk_nll, perplexity
-from mi_massive.data import load_corpus
+from mi_massive.core.perplexity import chunk_nll, perplexity
+from mi_massive.core.corpus import load_corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.loading import load_toy
-from mi_massive.pipelines.intervene import check_disjoint, intervene, split_corpus
-from mi_massive.runner import run_capture
+from mi_massive.core.loading import load_toy
+from mi_massive.analyses.intervene.run import check_disjoint, intervene, split_corpus
+from mi_massive.core.engine import run_capture
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mi_massive.analysis.mlp import neuron_contributions
-from mi_massive.data import load_corpus
-from mi_massive.loading import load_toy, model_info
-from mi_massive.pipelines.mlp import b_out, capture_layer, mlp_internals
-from mi_massive.runner import run_capture
+from mi_massive.analyses.mlp.neurons import neuron_contributions
+from mi_massive.core.corpus import load_corpus
+from mi_massive.core.loading import load_toy, model_info
+from mi_massive.analyses.mlp.run import b_out, capture_layer, mlp_internals
+from mi_massive.core.engine import run_capture
 
 
 @pytest.fixture(scope="module", params=["toy-gpt2", "toy-llama"])
@@ -56,7 +56,7 @@ def test_contributions_sum_to_mlp_out_for_every_token_and_dim(toy_gpt2):
 
 def test_capture_drops_pads_and_flags_massive(planted):
     bridge, _ = planted
-    from mi_massive.data import text_corpus
+    from mi_massive.core.corpus import text_corpus
 
     corpus = text_corpus(bridge, ["ab", "abcdef"], prepend_bos=True)
     cap = capture_layer(bridge, corpus, 1, ["blocks.1.mlp.hook_post"])

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from mi_massive.analysis.mlp import carriers
-from mi_massive.analysis.perplexity import chunk_nll, paired_ratio_ci, perplexity, ppl_with_ci, token_nll
-from mi_massive.analysis.svd import ols, r2_bootstrap_ci
-from mi_massive.analysis.tokens import (cohens_d, compare_groups, mean_pairwise_cosine, top_share, wilson_ci,
+from mi_massive.analyses.mlp.neurons import carriers
+from mi_massive.core.perplexity import chunk_nll, paired_ratio_ci, perplexity, ppl_with_ci, token_nll
+from mi_massive.analyses.svd.linalg import ols, r2_bootstrap_ci
+from mi_massive.analyses.tokens.metrics import (cohens_d, compare_groups, mean_pairwise_cosine, top_share, wilson_ci,
                                         word_metrics)
-from mi_massive.analysis.wordlists import is_delimiter, word_group
+from mi_massive.analyses.tokens.wordlists import is_delimiter, word_group
 
 
 def test_wilson_interval_known_values():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from mi_massive.analysis.svd import oriented_svd, rank1_column_share, regression_report, spectrum_stats
-from mi_massive.data import load_corpus
-from mi_massive.loading import load_toy
-from mi_massive.pipelines.svd import svd_analysis
+from mi_massive.analyses.svd.linalg import oriented_svd, rank1_column_share, regression_report, spectrum_stats
+from mi_massive.core.corpus import load_corpus
+from mi_massive.core.loading import load_toy
+from mi_massive.analyses.svd.run import svd_analysis
 
 
 def test_reconstruction_and_sign_convention():
@@ -62,7 +62,7 @@ def test_svd_pipeline_on_planted_toy():
 
 
 def test_collinear_inputs_are_flagged():
-    from mi_massive.analysis.svd import input_rank1_share
+    from mi_massive.analyses.svd.linalg import input_rank1_share
 
     w = torch.randn(10)
     h = torch.arange(1.0, 6.0)[:, None] * w[None, :]

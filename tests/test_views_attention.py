@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from mi_massive.views import safe_html as sh
+from mi_massive.core import safe_html as sh
 
 HOSTILE = 'x "q" \'s\' </script><img src=x onerror="window.__pwned=1"><h1 id="pwned">X</h1> <!-- c'
 SCRIPT_ELEMENT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL | re.IGNORECASE)
@@ -21,14 +21,14 @@ def markup_only(page: str) -> str:
 
 @pytest.fixture(scope="module")
 def planted():
-    from mi_massive.loading import load_toy
+    from mi_massive.core.loading import load_toy
 
     return load_toy("toy-gpt2", seed=0, plant=[(1, 5, 500.0)])
 
 
 @pytest.fixture(scope="module")
 def hostile_result(planted):
-    from mi_massive.pipelines.attention import attention_analysis
+    from mi_massive.analyses.attention.run import attention_analysis
 
     return attention_analysis(planted, HOSTILE, prepend_bos=True, layers=[1, 2], heads=[0, 2])
 
@@ -71,7 +71,7 @@ def test_html_page_has_no_network_policy():
 
 # ---------------------------------------------------------------------------------- circuitsvis
 def test_circuitsvis_fragment_escapes_hostile_tokens():
-    from mi_massive.views.attention import attention_heads_html
+    from mi_massive.analyses.attention.figures import attention_heads_html
 
     tokens = ["a", HOSTILE, "<!--"]
     pattern = torch.softmax(torch.randn(2, 3, 3), -1)
@@ -84,7 +84,7 @@ def test_circuitsvis_fragment_escapes_hostile_tokens():
 
 
 def test_circuitsvis_fragment_rejects_bad_input():
-    from mi_massive.views.attention import attention_heads_html
+    from mi_massive.analyses.attention.figures import attention_heads_html
 
     with pytest.raises(ValueError, match="pattern must be"):
         attention_heads_html(torch.ones(1, 2, 2), ["a"], element_id="x")
@@ -93,7 +93,7 @@ def test_circuitsvis_fragment_rejects_bad_input():
 
 
 def test_circuitsvis_bundle_is_local_and_safe():
-    from mi_massive.views.attention import circuitsvis_bundle_script
+    from mi_massive.analyses.attention.figures import circuitsvis_bundle_script
 
     script = circuitsvis_bundle_script()
     assert "var CircuitsVis" in script and len(script) > 500_000
@@ -103,7 +103,7 @@ def test_circuitsvis_bundle_is_local_and_safe():
 
 # ------------------------------------------------------------------------------------- pipeline
 def test_attention_analysis_numbers(planted, hostile_result):
-    from mi_massive.runner import run_capture
+    from mi_massive.core.engine import run_capture
 
     r = hostile_result
     n = len(r.tokens)
@@ -126,7 +126,7 @@ def test_attention_analysis_numbers(planted, hostile_result):
 
 
 def test_attention_analysis_gqa_and_no_massive(toy_llama):
-    from mi_massive.pipelines.attention import attention_analysis
+    from mi_massive.analyses.attention.run import attention_analysis
 
     r = attention_analysis(toy_llama, "The cat sat on the mat.", prepend_bos=True)
     assert r.massive_positions == [] and r.sink_positions == [0] and "no massive" in r.sink_label
@@ -137,7 +137,7 @@ def test_attention_analysis_gqa_and_no_massive(toy_llama):
 
 def test_attention_analysis_errors(planted):
     from mi_massive.errors import MiMassiveError
-    from mi_massive.pipelines.attention import attention_analysis
+    from mi_massive.analyses.attention.run import attention_analysis
 
     with pytest.raises(MiMassiveError, match="layer 3 out of range"):
         attention_analysis(planted, "abc", layers=[3])
@@ -150,7 +150,7 @@ def test_attention_analysis_errors(planted):
 
 
 def test_attention_page_is_offline_and_escaped(hostile_result, tmp_path):
-    from mi_massive.pipelines.attention import write_attention
+    from mi_massive.analyses.attention.run import write_attention
 
     page_path, json_path = write_attention(hostile_result, tmp_path)
     page = page_path.read_text(encoding="utf-8")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from mi_massive.views import safe_html as sh
+from mi_massive.core import safe_html as sh
 
 HOSTILE = 'r "q" </script><img src=x onerror="window.__pwned=1"> <!-- c'
 SCRIPT_ELEMENT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL | re.IGNORECASE)
@@ -15,20 +15,20 @@ SCRIPT_ELEMENT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL | re.IGNOR
 
 @pytest.fixture(scope="module")
 def planted():
-    from mi_massive.loading import load_toy
+    from mi_massive.core.loading import load_toy
 
     return load_toy("toy-gpt2", seed=0, plant=[(1, 5, 500.0)])
 
 
 def _fast_sections():
-    from mi_massive.pipelines.report import OPTIONAL, _optional, attention_section, scan_section
+    from mi_massive.report.run import OPTIONAL, _optional, attention_section, scan_section
 
-    return [scan_section, attention_section, *[_optional(s) for s in OPTIONAL if s.id in ("heads", "attribution")]]
+    return [scan_section, attention_section, *[_optional(s) for s in OPTIONAL if s.report.section in ("heads", "attribution")]]
 
 
 @pytest.fixture(scope="module")
 def report(planted, tmp_path_factory):
-    from mi_massive.pipelines.report import build_report
+    from mi_massive.report.run import build_report
 
     out = tmp_path_factory.mktemp("report")
     # heads/attribution are skipped so that their "not computed" path is what this page shows
@@ -64,7 +64,7 @@ def test_report_page_is_self_contained_and_escaped(report):
 
 
 def _head_scores(fingerprint: str):
-    from mi_massive.results.causal import HeadScore, HeadScores
+    from mi_massive.analyses.heads.record import HeadScore, HeadScores
 
     heads = [HeadScore(layer=l, head=h, to_first=0.1 * (l + h), to_first_ci95=[0.0, 1.0], to_massive=None,
                        to_massive_ci95=None, n_massive=0) for l in range(3) for h in range(4)]
@@ -73,8 +73,8 @@ def _head_scores(fingerprint: str):
 
 
 def test_report_loads_earlier_results_of_the_same_weights_only(planted, tmp_path):
-    from mi_massive.loading import model_info
-    from mi_massive.pipelines.report import build_report
+    from mi_massive.core.loading import model_info
+    from mi_massive.report.run import build_report
 
     results = tmp_path / "earlier"
     results.mkdir()
@@ -94,7 +94,7 @@ def test_report_loads_earlier_results_of_the_same_weights_only(planted, tmp_path
 
 
 def test_report_rerun_replaces_files_atomically(planted, tmp_path):
-    from mi_massive.pipelines.report import build_report
+    from mi_massive.report.run import build_report
 
     first = build_report(planted, "One text here.", tmp_path, sections=_fast_sections())
     before = json.loads(first["attention"].read_text())["text"]
@@ -123,11 +123,11 @@ def test_report_cli_and_errors(tmp_path):
 
 
 def test_report_computes_writers_and_removal_on_a_planted_toy(tmp_path):
-    """heads/attribution/ablation run through their report_record hooks; the planted writer is named."""
+    """heads/attribution/ablation run through their report hooks (ReportHooks.compute); the planted writer is named."""
     import json as _json
 
     from mi_massive import load_toy, text_corpus
-    from mi_massive.pipelines.report import build_report
+    from mi_massive.report.run import build_report
 
     model = load_toy("toy-gpt2", seed=1, plant=[(1, 5, 1000.0)])
     corpus = text_corpus(model, ["The cat sat on the mat today.", "Dogs bark loudly at night here"], prepend_bos=True)

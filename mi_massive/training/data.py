@@ -76,7 +76,7 @@ def load_streams(tokenizer, source: str, *, max_chars: int | None = None) -> tup
     ``max_chars`` caps the text read (tokenising all of WikiText-2 train with a byte-level tokenizer is fast,
     but a cap keeps quick runs quick).
     """
-    from mi_massive.data import read_text_file, wikitext_dir, wikitext_text
+    from mi_massive.core.corpus import read_text_file, wikitext_dir, wikitext_text
 
     if source in ("wikitext-2", "wikitext-2:train"):
         folder = wikitext_dir()

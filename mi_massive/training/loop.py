@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from mi_massive.errors import MiMassiveError
 from mi_massive.training.data import TokenStream
-from mi_massive.variants.tvr import TVRConfig, tvr_rescale
+from mi_massive.core.variants.tvr import TVRConfig, tvr_rescale
 
 CHECKPOINT = "checkpoint.pt"
 NEW_PARAM_MARKERS = ("k_bias", "v_bias", "register_vector")
@@ -99,7 +99,7 @@ def evaluate(model: nn.Module, windows: Int[torch.Tensor, "n pos"], *, batch_siz
 
 def select_parameters(model: nn.Module, trainable: str) -> list[tuple[str, nn.Parameter]]:
     """The parameters to optimise: all, or only the variant's new ones (k'/v', register, every DyT parameter)."""
-    from mi_massive.variants.dyt import DyT
+    from mi_massive.core.variants.dyt import DyT
 
     named = list(model.named_parameters())
     if trainable == "all":
@@ -147,7 +147,7 @@ class TrainLog:
 
 
 def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, log: TrainLog) -> None:
-    from mi_massive.results.io import atomic_write_bytes
+    from mi_massive.core.io import atomic_write_bytes
 
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "log": asdict(log)}, buf)

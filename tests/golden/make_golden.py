@@ -41,8 +41,8 @@ NO_MODEL = {"compare-variants"}  # commands that build their own model
 
 def planted_dir(root: Path) -> Path:
     """Save the planted toy as a Hugging Face directory under ``root`` and return it."""
-    from mi_massive.loading import toy_tokenizer
-    from mi_massive.loading.toy import build_toy_hf, plant_massive_activation
+    from mi_massive.core.loading import toy_tokenizer
+    from mi_massive.core.loading.toy import build_toy_hf, plant_massive_activation
 
     folder = root / "planted-toy-llama"
     if not (folder / "config.json").exists():

@@ -1,0 +1,24 @@
+"""Figures of the causal experiments (plotly; saved with :func:`mi_massive.core.html.save_figure`)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from mi_massive.analyses.ablate.record import AblationResult
+
+
+def ablation_figure(res: AblationResult, metric: str) -> go.Figure:
+    """Per-layer mean change of ``metric`` per condition, with bootstrap CIs and the null's 95% band."""
+    fig = go.Figure()
+    for cond in res.conditions:
+        eff = [e for e in cond.effects if e.metric == metric]
+        x = [e.layer for e in eff]
+        fig.add_trace(go.Scatter(x=x, y=[e.mean for e in eff], mode="lines+markers", name=cond.name,
+                                 error_y=dict(type="data", array=[e.ci95[1] - e.mean for e in eff],
+                                              arrayminus=[e.mean - e.ci95[0] for e in eff])))
+        if eff and eff[0].null_ci95 is not None:
+            fig.add_trace(go.Scatter(x=x + x[::-1], y=[e.null_ci95[1] for e in eff] + [e.null_ci95[0] for e in eff][::-1],
+                                     fill="toself", opacity=0.2, line=dict(width=0), name=f"{cond.name}: null 95%"))
+    fig.update_layout(title=f"Change of {metric} under ablation (ablated - baseline)", xaxis_title="layer",
+                      yaxis_title="change", template="plotly_white")
+    return fig

@@ -1,0 +1,56 @@
+"""``mi-massive attribute``: exact decomposition of a residual entry h_L[t, d] into its writers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mi_massive.core.cli import echo_table, user_errors
+from mi_massive.core.cli import (write_outputs, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
+                                   SeqLenOpt, TextOpt, load, make_corpus, validate_inputs)
+
+
+@user_errors
+def attribute_command(
+    model: str = ModelOpt, text: Optional[str] = TextOpt, corpus: Optional[str] = CorpusOpt,
+    n_samples: int = NSamplesOpt, seq_len: int = SeqLenOpt, seed: int = SeedOpt, prepend_bos: bool = BosOpt,
+    dtype: str = DtypeOpt, batch_size: int = typer.Option(2, "--batch-size"),
+    layer: Optional[int] = typer.Option(None, "--layer", help="block whose output holds the entry (default: "
+                                        "the first massive layer of a scan)"),
+    position: int = typer.Option(0, "--position", help="token position"),
+    dim: Optional[int] = typer.Option(None, "--dim", help="residual dim (default: the scan's top massive dim)"),
+    top: int = typer.Option(12, "--top", help="rows of the writer table"),
+    out: Path = typer.Option(..., "--out", "-o", help="output directory (attribution.json and figure)"),
+) -> None:
+    """Who writes h_L[t, d]: embeddings, every head, attention biases, every MLP, the dominant MLP's neurons."""
+    from mi_massive.errors import MiMassiveError
+    from mi_massive.analyses.attribute.run import attribute
+    from mi_massive.core.io import prepare_out_dir
+    from mi_massive.analyses.attribute.figures import attribution_bars
+
+    validate_inputs(model, text, corpus, n_samples=n_samples, seq_len=seq_len, batch_size=batch_size, top=top)
+    bridge = load(model, dtype)
+    if layer is not None and not 0 <= layer < bridge.cfg.n_layers:
+        raise MiMassiveError(f"--layer {layer} out of range: the model has {bridge.cfg.n_layers} layers")
+    data = make_corpus(bridge, text, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
+    if layer is None or dim is None:
+        from mi_massive.analyses.scan.run import scan
+
+        s = scan(bridge, data, batch_size=batch_size, progress=False)
+        if not s.summary["has_massive"]:
+            raise MiMassiveError("no massive activation found: give --layer and --dim explicitly")
+        layer = s.summary["first_layer"] if layer is None else layer
+        dim = s.summary["dims"][0]["dim"] if dim is None else dim
+    res = attribute(bridge, data, layer, position, dim, batch_size=batch_size,
+                    options={"prepend_bos": prepend_bos, "dtype": dtype})
+    out = prepare_out_dir(out)
+    typer.echo(f"h_{layer}[pos {position}, dim {dim}] = {res.residual:.3f} (mean over {len(data)} sequence(s)); "
+               f"sum of terms {res.total:.3f}, relative error {res.rel_error:.1e}")
+    echo_table(["term", "contribution", "share"], [[c.label, f"{c.value:.3f}", f"{c.value / res.residual:.1%}"
+                                                   if res.residual else "-"] for c in res.top(top, kinds=(
+                                                       "embed", "pos_embed", "head", "attn_bias", "mlp"))])
+    neurons = res.top(5, kinds=("neuron",))
+    typer.echo(f"dominant MLP {res.dominant_mlp}, top neurons: " + ", ".join(f"{c.index} ({c.value:.2f})" for c in neurons))
+    write_outputs(out, "attribution.json", res, {"attribution": lambda: attribution_bars(res)})

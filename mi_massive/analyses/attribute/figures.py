@@ -1,0 +1,20 @@
+"""Figures of the causal experiments (plotly; saved with :func:`mi_massive.core.html.save_figure`)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from mi_massive.analyses.attribute.record import AttributionResult
+
+
+def attribution_bars(res: AttributionResult, k: int = 15) -> go.Figure:
+    """The k largest additive terms of the entry (signed, residual units) and the residual itself."""
+    top = sorted(res.terms(), key=lambda c: -abs(c.value))[:k]
+    rest = res.total - sum(c.value for c in top)
+    labels = [c.label for c in top] + ["all other terms", "residual"]
+    values = [c.value for c in top] + [rest, res.residual]
+    fig = go.Figure(go.Waterfall(x=labels, y=values, measure=["relative"] * (len(top) + 1) + ["total"]))
+    fig.update_layout(title=f"Who writes h_{res.layer}[pos {res.position}, dim {res.dim}] = {res.residual:.1f} "
+                            f"(sum error {res.rel_error:.1e})", yaxis_title="contribution (residual units)",
+                      template="plotly_white")
+    return fig

@@ -1,0 +1,80 @@
+"""``heads``: attention sink scores of every head, with 95% CIs over sequences.
+
+Attention patterns (``blocks.L.attn.hook_pattern``) are captured through the runner in groups of
+layers small enough for ``budget_mb`` and reduced to per-sequence scores at once, so no full cache
+is ever held. Massive positions come from a scan of the same corpus (run here unless given).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from mi_massive.analyses.heads.scores import sink_scores, summarize_scores
+from mi_massive.core.corpus.corpus import Corpus
+from mi_massive.errors import MiMassiveError
+from mi_massive.analyses.heads.record import HeadScore, HeadScores
+from mi_massive.core.io import provenance
+from mi_massive.core.engine import run_capture
+
+
+def massive_positions_from_scan(scan_result, n_sequences: int) -> list[list[int]]:
+    """Per sequence, the sorted positions holding a massive entry in any block (from a ScanResult)."""
+    sets: list[set[int]] = [set() for _ in range(n_sequences)]
+    for e in scan_result.massive:
+        if e.layer >= 0:
+            sets[e.sequence].add(e.position)
+    return [sorted(s) for s in sets]
+
+
+def head_scores(model, corpus: Corpus, *, massive_positions: Sequence[Sequence[int]] | None = None,
+                scan_result=None, min_query: int = 1, batch_size: int = 4, budget_mb: float = 512.0,
+                progress: bool = True, options: dict[str, Any] | None = None) -> HeadScores:
+    """Sink scores to position 0 and to the massive positions for every (layer, head).
+
+    ``massive_positions[i]``: the key set of sequence i; if None it comes from ``scan_result`` or,
+    failing that, from a fresh :func:`mi_massive.analyses.scan.run.scan` of ``corpus``.
+    """
+    if min_query < 1:
+        raise MiMassiveError("min_query must be at least 1")
+    if max(corpus.lengths) <= min_query:
+        raise MiMassiveError(f"sequences need more than {min_query} tokens to have queries q >= {min_query}")
+    if massive_positions is None:
+        if scan_result is None:
+            from mi_massive.analyses.scan.run import scan
+
+            scan_result = scan(model, corpus, batch_size=batch_size, progress=progress)
+        massive_positions = massive_positions_from_scan(scan_result, len(corpus))
+    if len(massive_positions) != len(corpus):
+        raise MiMassiveError("massive_positions needs one entry per sequence")
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    first = torch.full((n_layers, n_heads, len(corpus)), float("nan"))
+    massive = first.clone()
+    for idx, ids, mask in corpus.batches(batch_size):
+        width = ids.shape[1]
+        per_layer_mb = len(idx) * n_heads * width * width * 4 / 2**20
+        group = max(1, int(budget_mb // max(per_layer_mb, 1e-9)))
+        for start in range(0, n_layers, group):
+            layers = list(range(start, min(n_layers, start + group)))
+            _, acts = run_capture(model, ids, [f"blocks.{l}.attn.hook_pattern" for l in layers], mask=mask)
+            for l in layers:
+                p = acts[f"blocks.{l}.attn.hook_pattern"]
+                first[l, :, idx.start:idx.stop] = sink_scores(p, mask, [[0]] * len(idx), min_query=min_query).T
+                sets = [massive_positions[i] for i in idx]
+                massive[l, :, idx.start:idx.stop] = sink_scores(p, mask, sets, min_query=min_query).T
+    heads = []
+    for l in range(n_layers):
+        for h in range(n_heads):
+            m1, ci1, _ = summarize_scores(first[l, h])
+            m2, ci2, n2 = summarize_scores(massive[l, h])
+            heads.append(HeadScore(layer=l, head=h, to_first=m1, to_first_ci95=ci1, to_massive=m2,
+                                   to_massive_ci95=ci2, n_massive=n2))
+
+    def nested(t):
+        return [[[None if v != v else v for v in row] for row in layer] for layer in t.tolist()]
+
+    opts = {"min_query": min_query, "hook": "blocks.L.attn.hook_pattern", **(options or {})}
+    return HeadScores(provenance=provenance(model, corpus, options=opts), n_layers=n_layers, n_heads=n_heads,
+                      min_query=min_query, massive_positions=[list(s) for s in massive_positions], heads=heads,
+                      per_sequence_first=nested(first), per_sequence_massive=nested(massive))

@@ -1,0 +1,181 @@
+"""MLP internals at the first massive layer: checkpoint statistics and per-neuron contributions.
+
+Also hosts the shared capture step of the mechanism pipelines (:func:`capture_layer`): one layer's
+MLP hooks and block output over a corpus, flattened to real tokens, with each token's massive dims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from jaxtyping import Bool, Float, Int
+
+from mi_massive.analyses.mlp.neurons import checkpoint_stats, contribution_summary, neuron_contributions
+from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect, sequence_stats
+from mi_massive.core.corpus.corpus import Corpus
+from mi_massive.errors import MiMassiveError
+from mi_massive.core.io import provenance
+from mi_massive.analyses.mlp.record import MlpResult
+from mi_massive.core.engine import iter_corpus
+
+
+def is_gated(model) -> bool:
+    """True for gated MLPs (Llama-style SiLU(gate) * up), where ``mlp.hook_pre_linear`` is the up projection."""
+    return bool(getattr(model.cfg, "gated_mlp", False))
+
+
+def checkpoint_hooks(model, layer: int) -> list[tuple[str, str]]:
+    """(label, hook name) of each MLP checkpoint of block ``layer``, in data-flow order."""
+    p = f"blocks.{layer}."
+    gated = is_gated(model)
+    out = [("MLP input, normalised (ln2.hook_normalized)", p + "ln2.hook_normalized"),
+           ("MLP input, after gain (ln2.hook_out)", p + "ln2.hook_out")]
+    if gated:
+        out += [("gate pre-activation (mlp.hook_pre)", p + "mlp.hook_pre"),
+                ("up projection (mlp.hook_pre_linear)", p + "mlp.hook_pre_linear")]
+    else:
+        out += [("pre-activation (mlp.hook_pre)", p + "mlp.hook_pre")]
+    out += [("post-activation (mlp.hook_post)", p + "mlp.hook_post"), ("MLP output (hook_mlp_out)", p + "hook_mlp_out")]
+    return out
+
+
+def b_out(model, layer: int) -> Float[torch.Tensor, "d_model"]:
+    """The MLP output bias of block ``layer`` (zeros for bias-free models such as Llama)."""
+    try:
+        return model.b_out[layer].detach().float()
+    except AttributeError:
+        return torch.zeros(model.cfg.d_model)
+
+
+@dataclass
+class LayerCapture:
+    """One block's activations over a corpus, flattened to real tokens (pads dropped).
+
+    ``acts[name]``: [tok, width]; ``seq``/``pos``/``token_id``: [tok] where each row came from;
+    ``massive``: [tok, d_model] True where the block output entry is massive (per-sequence rule).
+    """
+
+    layer: int
+    acts: dict[str, Float[torch.Tensor, "tok width"]]
+    seq: Int[torch.Tensor, "tok"]
+    pos: Int[torch.Tensor, "tok"]
+    token_id: Int[torch.Tensor, "tok"]
+    massive: Bool[torch.Tensor, "tok d_model"]
+
+
+def capture_layer(model, corpus: Corpus, layer: int, names: Sequence[str], *, batch_size: int = 8,
+                  abs_threshold: float = ABS_THRESHOLD, rel_threshold: float = REL_THRESHOLD) -> LayerCapture:
+    """Capture ``names`` and ``blocks.{layer}.hook_resid_post`` over ``corpus``; flag massive entries."""
+    resid = f"blocks.{layer}.hook_resid_post"
+    wanted = list(dict.fromkeys([*names, resid]))
+    parts: dict[str, list[torch.Tensor]] = {n: [] for n in wanted}
+    seqs, poss, toks, flags = [], [], [], []
+    for indices, ids, mask, _lg, acts in iter_corpus(model, corpus, wanted, batch_size=batch_size,
+                                                     progress=f"capture block {layer}"):
+        h = acts[resid]
+        med = sequence_stats(h, mask, 1).median
+        mas, _ = detect(h, mask, med, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
+        flag = torch.zeros_like(h, dtype=torch.bool)
+        flag[mas.rows, mas.positions, mas.dims] = True
+        for n in wanted:
+            parts[n].append(acts[n][mask])
+        flags.append(flag[mask])
+        seq_idx = torch.tensor(list(indices))[:, None].expand_as(mask)
+        pos_idx = torch.arange(mask.shape[1])[None].expand_as(mask)
+        seqs.append(seq_idx[mask])
+        poss.append(pos_idx[mask])
+        toks.append(ids[mask])
+    return LayerCapture(layer=layer, acts={n: torch.cat(v) for n, v in parts.items()}, seq=torch.cat(seqs),
+                        pos=torch.cat(poss), token_id=torch.cat(toks), massive=torch.cat(flags))
+
+
+def resolve_layer(model, corpus: Corpus, layer: int | None, *, batch_size: int = 8,
+                  abs_threshold: float = ABS_THRESHOLD, rel_threshold: float = REL_THRESHOLD) -> int:
+    """``layer`` if given, else the first massive block of a scan of ``corpus`` (error when there is none)."""
+    if layer is not None:
+        if not 0 <= layer < model.cfg.n_layers:
+            raise MiMassiveError(f"--layer {layer} out of range: the model has {model.cfg.n_layers} blocks")
+        return layer
+    from mi_massive.analyses.scan.run import scan
+
+    res = scan(model, corpus, abs_threshold=abs_threshold, rel_threshold=rel_threshold, batch_size=batch_size,
+               include_embed=False, progress=True)
+    first = res.summary.get("first_layer")
+    if first is None:
+        raise MiMassiveError("no massive activation in this corpus; pass --layer (and --dim) explicitly")
+    return int(first)
+
+
+def resolve_dim(cap: LayerCapture, dim: int | None) -> int:
+    """``dim`` if given, else the residual dim holding the largest |block output| at this layer."""
+    h = cap.acts[f"blocks.{cap.layer}.hook_resid_post"]
+    if dim is not None:
+        if not 0 <= dim < h.shape[1]:
+            raise MiMassiveError(f"--dim {dim} out of range: d_model is {h.shape[1]}")
+        return dim
+    return int(h.abs().amax(0).argmax())
+
+
+def massive_tokens(cap: LayerCapture, dim: int) -> Bool[torch.Tensor, "tok"]:
+    """Tokens whose block output is massive in ``dim``; if none is, the token with the largest |h[dim]|
+    (so the decomposition still runs; the result notes it)."""
+    flag = cap.massive[:, dim]
+    if flag.any():
+        return flag
+    h = cap.acts[f"blocks.{cap.layer}.hook_resid_post"][:, dim]
+    out = torch.zeros_like(flag)
+    out[h.abs().argmax()] = True
+    return out
+
+
+def token_table(model, cap: LayerCapture, rows: Bool[torch.Tensor, "tok"], dim: int, limit: int = 20) -> list[dict]:
+    """(sequence, position, token, h[dim]) of the flagged rows (first ``limit``)."""
+    h = cap.acts[f"blocks.{cap.layer}.hook_resid_post"][:, dim]
+    idx = torch.nonzero(rows).flatten()[:limit].tolist()
+    return [{"sequence": int(cap.seq[i]), "position": int(cap.pos[i]), "token": model.tokenizer.decode([int(cap.token_id[i])]),
+             "value": float(h[i])} for i in idx]
+
+
+def mlp_internals(model, corpus: Corpus, *, layer: int | None = None, dim: int | None = None, top_k: int = 20,
+                  batch_size: int = 8, abs_threshold: float = ABS_THRESHOLD, rel_threshold: float = REL_THRESHOLD,
+                  options: dict[str, Any] | None = None) -> MlpResult:
+    """Checkpoint statistics and per-neuron contributions of block ``layer``'s MLP to residual ``dim``.
+
+    ``layer`` defaults to the first massive block of the corpus, ``dim`` to the largest massive dim there.
+    """
+    L = resolve_layer(model, corpus, layer, batch_size=batch_size, abs_threshold=abs_threshold,
+                      rel_threshold=rel_threshold)
+    cps = checkpoint_hooks(model, L)
+    cap = capture_layer(model, corpus, L, [n for _, n in cps], batch_size=batch_size, abs_threshold=abs_threshold,
+                        rel_threshold=rel_threshold)
+    d = resolve_dim(cap, dim)
+    notes = []
+    is_m = massive_tokens(cap, d)
+    if not cap.massive[:, d].any():
+        notes.append(f"dim {d} is not massive at block {L} in this corpus; 'massive token' = the token with the "
+                     f"largest |h[{d}]|")
+    checkpoints = [{"label": label, "hook": name, **checkpoint_stats(cap.acts[name], is_m)} for label, name in cps]
+    p = f"blocks.{L}."
+    post, out = cap.acts[p + "mlp.hook_post"], cap.acts[p + "hook_mlp_out"]
+    w_col = model.W_out[L, :, d].detach().float()
+    bias = float(b_out(model, L)[d])
+    contrib = neuron_contributions(post, w_col)
+    extra = {"pre": cap.acts[p + "mlp.hook_pre"]}
+    if is_gated(model):
+        extra["up"] = cap.acts[p + "mlp.hook_pre_linear"]
+    summary = contribution_summary(contrib, is_m, post, w_col, extra=extra, k=top_k)
+    recon = contrib.sum(1) + bias
+    err = (recon - out[:, d]).abs()
+    check = {"b_out": bias, "max_abs_error": float(err.max()),
+             "max_rel_error_massive": float((err[is_m] / out[is_m, d].abs().clamp_min(1e-30)).max()),
+             "massive_mlp_out_mean": float(out[is_m, d].mean()),
+             "massive_resid_post_mean": float(cap.acts[p + "hook_resid_post"][is_m, d].mean())}
+    share = check["massive_mlp_out_mean"] / check["massive_resid_post_mean"] if check["massive_resid_post_mean"] else None
+    check["mlp_share_of_resid"] = share
+    opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "top_k": top_k, **(options or {})}
+    return MlpResult(provenance=provenance(model, corpus, options=opts), layer=L, dim=d, gated=is_gated(model),
+                     massive_tokens=token_table(model, cap, is_m, d), checkpoints=checkpoints, contributions=summary,
+                     check=check, notes=notes)
+

@@ -1,0 +1,77 @@
+"""``mi-massive scan``: the massive-activation scan, its JSON record, summary table and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mi_massive.core.cli import echo_table, user_errors
+from mi_massive.core.cli import (write_outputs, AbsThresholdOpt, AutoBatchOpt, RelThresholdOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
+                                   SeqLenOpt, TextOpt, load, make_corpus, validate_inputs)
+from mi_massive.errors import MiMassiveError
+
+
+def print_scan_summary(result) -> None:
+    """Layer table (top-1, median, ratio, massive dims) and a one-paragraph verdict."""
+    rows = []
+    for r in result.layers:
+        rows.append([r.label, f"{r.top_values[0]:.2f}", f"{r.median:.4f}", f"{r.ratio:.0f}",
+                     ",".join(map(str, r.massive_dims)) or "-"])
+    echo_table(["layer", "top-1 |h|", "median |h|", "top1/median", "massive dims"], rows)
+    s = result.summary
+    if not s["has_massive"]:
+        typer.echo("no massive activations (|h| > abs and > rel x median) in any layer")
+        return
+    dims = ", ".join(f"{d['dim']} (max {d['max_abs']:.1f}, layers {d['layers'][0]}-{d['layers'][-1]})" for d in s["dims"][:5])
+    positions = ", ".join(f"{r['position']}: {r['count']}" for r in s["positions"][:5])
+    tokens = ", ".join(f"{r['token']!r}: {r['count']}" for r in s["tokens"][:5])
+    typer.echo(f"massive dims: {dims}")
+    typer.echo(f"first massive layer: {s['first_layer']}; entries by position: {positions}; by token: {tokens}")
+    if result.near_massive_total:
+        typer.echo(f"near-massive entries (> abs threshold, under the relative rule): {result.near_massive_total}")
+
+
+@user_errors
+def scan_command(
+    model: str = ModelOpt,
+    text: Optional[str] = TextOpt,
+    corpus: Optional[str] = CorpusOpt,
+    n_samples: int = NSamplesOpt,
+    seq_len: int = SeqLenOpt,
+    seed: int = SeedOpt,
+    prepend_bos: bool = BosOpt,
+    top_k: int = typer.Option(3, "--top-k", help="largest |h| values kept per layer and sequence"),
+    abs_threshold: float = AbsThresholdOpt,
+    rel_threshold: float = RelThresholdOpt,
+    dtype: str = DtypeOpt,
+    batch_size: Optional[int] = AutoBatchOpt,
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="write the HTML/PNG figures"),
+    out: Path = typer.Option(..., "--out", "-o", help="output directory (scan.json and figures)"),
+) -> None:
+    """Scan every block output for massive activations; write OUT/scan.json and figures."""
+    from mi_massive.core.loading import parse_dtype
+    from mi_massive.analyses.scan.run import SUN_SENTENCE, feature_view_layer, scan, sentence_activations
+    from mi_massive.core.io import prepare_out_dir
+
+    validate_inputs(model, text, corpus, n_samples=n_samples, seq_len=seq_len, top_k=top_k, batch_size=batch_size)
+    parse_dtype(dtype)
+    if out.exists() and not out.is_dir():
+        raise MiMassiveError(f"--out {out} is a file; give a directory")
+    bridge = load(model, dtype)
+    data = make_corpus(bridge, text, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
+    result = scan(bridge, data, top_k=top_k, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
+                  batch_size=batch_size, options={"dtype": dtype, "batch_size": batch_size})
+    out = prepare_out_dir(out)
+    print_scan_summary(result)
+    from mi_massive.analyses.scan.figures import feature_3d_figure, layerwise_figure
+
+    def feature_3d():
+        layer = feature_view_layer(result)
+        sentence = text if text is not None else SUN_SENTENCE
+        h, toks = sentence_activations(bridge, sentence, layer, prepend_bos=prepend_bos)
+        return feature_3d_figure(h, toks, layer=layer, model_name=result.provenance["model"]["name"])
+
+    write_outputs(out, "scan.json", result,
+                  {"layerwise": lambda: layerwise_figure(result), "feature_3d": feature_3d} if figures else None)

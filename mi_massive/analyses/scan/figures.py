@@ -1,0 +1,59 @@
+"""Figures of a scan: layer-wise top-k and median (Sun et al. Fig. 2) and the 3-D |h| view (Fig. 1)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import plotly.graph_objects as go
+import torch
+from jaxtyping import Float
+
+from mi_massive.analyses.scan.record import ScanResult
+
+
+def layerwise_figure(result: ScanResult, *, title: str | None = None) -> go.Figure:
+    """Top-1/2/3 and median |h| against layer (0-based; the embeddings are layer -1), log y-axis.
+
+    Each point is the mean over sequences; error bars are the 95% t-interval over sequences.
+    """
+    layers = result.layers
+    x = [r.layer for r in layers]
+    fig = go.Figure()
+    k = min(3, len(layers[0].top_values))
+    for i in range(k):
+        y = [r.top_values[i] for r in layers]
+        err_hi = [r.top_values_ci95[i][1] - r.top_values[i] for r in layers]
+        err_lo = [r.top_values[i] - r.top_values_ci95[i][0] for r in layers]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"top-{i + 1}",
+                                 error_y=dict(type="data", array=err_hi, arrayminus=err_lo, visible=True)))
+    fig.add_trace(go.Scatter(x=x, y=[r.median for r in layers], mode="lines+markers", name="median",
+                             line=dict(dash="dash")))
+    model = result.provenance.get("model", {}).get("name", "model")
+    n = len(result.tokens)
+    fig.update_layout(
+        title=title or f"{model}: largest |activation| per layer (mean of {n} sequence{'s' * (n != 1)})",
+        xaxis_title="layer (0-based; -1 = embeddings)", yaxis_title="|h| (log scale)", yaxis_type="log",
+        template="plotly_white", legend=dict(x=0.01, y=0.99),
+    )
+    return fig
+
+
+def feature_3d_figure(h: Float[torch.Tensor, "pos d_model"], str_tokens: Sequence[str], *, layer: int,
+                      model_name: str = "model", top_dims: int = 3) -> go.Figure:
+    """|h[t, d]| over token position t and dim d for one sentence at one layer, as a 3-D surface.
+
+    The ``top_dims`` largest dims are annotated; axes are labelled with the token strings.
+    """
+    a = h.abs().float()
+    z = a.T.numpy()  # [d_model, pos]
+    fig = go.Figure(go.Surface(z=z, x=list(range(a.shape[0])), y=list(range(a.shape[1])), colorscale="Viridis",
+                               showscale=True, colorbar=dict(title="|h|")))
+    peak_dims = a.amax(0).topk(min(top_dims, a.shape[1])).indices.tolist()
+    labels = ", ".join(f"dim {d}: {a[:, d].max().item():.1f}" for d in peak_dims)
+    fig.update_layout(
+        title=f"{model_name}, block {layer}: |h| per token and dim<br><sub>{labels}</sub>",
+        scene=dict(xaxis=dict(title="token", tickvals=list(range(a.shape[0])), ticktext=list(str_tokens)),
+                   yaxis=dict(title="dim"), zaxis=dict(title="|h|")),
+        template="plotly_white", height=700,
+    )
+    return fig

@@ -1,0 +1,159 @@
+"""The massive-activation scan: run a corpus, keep per-sequence statistics, detect, summarise.
+
+Only the residual hooks are captured, one batch at a time, and each batch is reduced to small
+statistics before the next runs, so a 64 x 512-token scan never holds a full cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect, sequence_stats
+from mi_massive.core.stats import summarize
+from mi_massive.core.corpus.corpus import Corpus
+from mi_massive.errors import MiMassiveError
+from mi_massive.core.io import provenance
+from mi_massive.analyses.scan.record import EMBED_LAYER, LayerRecord, MassiveEntry, ScanResult, summarize_entries
+from mi_massive.core.engine import iter_corpus, resid_hook_names
+
+MAX_NEAR_ENTRIES = 2000  # near-massive entries kept in the JSON (the total count is always recorded)
+
+
+def hook_layer(name: str) -> tuple[int, str]:
+    """(layer index, label) of a residual hook name: ``blocks.0.hook_resid_pre`` -> (-1, "embed")."""
+    if name == "blocks.0.hook_resid_pre":
+        return EMBED_LAYER, "embed"
+    layer = int(name.split(".")[1])
+    return layer, f"block {layer}"
+
+
+def token_strings(model, sequences: list[list[int]]) -> list[list[str]]:
+    """Per-token strings (each id decoded alone, as TransformerLens' ``to_str_tokens`` does)."""
+    tok = model.tokenizer
+    cache: dict[int, str] = {}
+    out = []
+    for seq in sequences:
+        row = []
+        for t in seq:
+            if t not in cache:
+                cache[t] = tok.decode([t])
+            row.append(cache[t])
+        out.append(row)
+    return out
+
+
+def _entries(det, hook: str, layer: int, offset: range, sequences, str_tokens, median) -> list[MassiveEntry]:
+    out = []
+    for row, pos, dim, val in zip(det.rows.tolist(), det.positions.tolist(), det.dims.tolist(), det.values.tolist()):
+        seq = offset[row]
+        out.append(MassiveEntry(layer=layer, hook=hook, sequence=seq, position=pos, dim=dim, value=val,
+                                token=str_tokens[seq][pos], token_id=sequences[seq][pos],
+                                ratio_to_median=abs(val) / max(float(median[row]), 1e-30)))
+    return out
+
+
+def scan(
+    model,
+    corpus: Corpus,
+    *,
+    top_k: int = 3,
+    abs_threshold: float = ABS_THRESHOLD,
+    rel_threshold: float = REL_THRESHOLD,
+    batch_size: int | None = None,
+    include_embed: bool = True,
+    progress: bool = True,
+    options: dict[str, Any] | None = None,
+) -> ScanResult:
+    """Scan every block output (and the embeddings) of ``model`` over ``corpus``.
+
+    Per hook and sequence: top-``top_k`` |h| with (position, dim), median |h| over real tokens,
+    top-1/median ratio and per-dim max; aggregated over sequences (mean, std, 95% CI). Entries with
+    |h| > ``abs_threshold`` and > ``rel_threshold`` x the layer median are listed as massive, those
+    above only the absolute threshold as near-massive. See :mod:`mi_massive.analyses.scan.detect`.
+    ``batch_size`` None picks about 2,048 tokens per forward pass (:meth:`Corpus.auto_batch_size`).
+    """
+    if top_k < 1:
+        raise MiMassiveError(f"top_k must be positive, got {top_k}")
+    if abs_threshold < 0 or rel_threshold < 0:
+        raise MiMassiveError("thresholds must be non-negative")
+    shortest = min(corpus.lengths) * model.cfg.d_model
+    if top_k > shortest:
+        raise MiMassiveError(f"top_k={top_k} exceeds the number of entries of the shortest sequence ({shortest})")
+    names = resid_hook_names(model.cfg.n_layers, include_embed=include_embed)
+    batch_size = batch_size or corpus.auto_batch_size()
+    str_tokens = token_strings(model, corpus.sequences)
+    per_hook: dict[str, dict[str, list]] = {n: {"top_values": [], "top_positions": [], "top_dims": [],
+                                                "median": [], "ratio": []} for n in names}
+    dim_max = {n: torch.zeros(model.cfg.d_model) for n in names}
+    massive: list[MassiveEntry] = []
+    near: list[MassiveEntry] = []
+    near_total = 0
+    for indices, _ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size,
+                                                           progress="scan" if progress else False):
+        for name in names:
+            layer, _ = hook_layer(name)
+            h = acts[name]
+            stats = sequence_stats(h, mask, top_k)
+            rec = per_hook[name]
+            rec["top_values"] += stats.top_values.tolist()
+            rec["top_positions"] += stats.top_positions.tolist()
+            rec["top_dims"] += stats.top_dims.tolist()
+            rec["median"] += stats.median.tolist()
+            rec["ratio"] += stats.ratio.tolist()
+            dim_max[name] = torch.maximum(dim_max[name], stats.dim_max.amax(0))
+            mas, nea = detect(h, mask, stats.median, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
+            massive += _entries(mas, name, layer, indices, corpus.sequences, str_tokens, stats.median)
+            near_total += len(nea.values)
+            if len(near) < MAX_NEAR_ENTRIES:
+                near += _entries(nea, name, layer, indices, corpus.sequences, str_tokens,
+                                 stats.median)[: MAX_NEAR_ENTRIES - len(near)]
+    layers = []
+    for name in names:
+        layer, label = hook_layer(name)
+        rec = per_hook[name]
+        tops = list(zip(*rec["top_values"]))
+        top_summ = [summarize(col) for col in tops]
+        med, rat = summarize(rec["median"]), summarize(rec["ratio"])
+        mass_here = [e for e in massive if e.hook == name]
+        layers.append(LayerRecord(
+            layer=layer, hook=name, label=label,
+            top_values=[s.mean for s in top_summ], top_values_std=[s.std for s in top_summ],
+            top_values_ci95=[[s.ci_low, s.ci_high] for s in top_summ],
+            median=med.mean, median_std=med.std, median_ci95=[med.ci_low, med.ci_high],
+            ratio=rat.mean, ratio_std=rat.std, ratio_ci95=[rat.ci_low, rat.ci_high],
+            top1_max=max(tops[0]), dim_max=dim_max[name].tolist(), per_sequence=rec,
+            n_massive=len(mass_here), massive_dims=sorted({e.dim for e in mass_here}),
+        ))
+    opts = {"top_k": top_k, "abs_threshold": abs_threshold, "rel_threshold": rel_threshold,
+            "include_embed": include_embed, "hooks": "blocks.L.hook_resid_post (+ blocks.0.hook_resid_pre)",
+            **(options or {})}
+    return ScanResult(
+        provenance=provenance(model, corpus, options=opts), tokens=corpus.sequences, str_tokens=str_tokens,
+        layers=layers, massive=massive, near_massive=near, near_massive_total=near_total,
+        summary=summarize_entries(massive, len(corpus)),
+    )
+
+
+SUN_SENTENCE = "Summer is warm. Winter is cold."
+
+
+def feature_view_layer(result: ScanResult) -> int:
+    """The block to show in the 3-D view: the first massive layer, else the block with the largest top-1."""
+    first = result.summary.get("first_layer")
+    if first is not None:
+        return int(first)
+    return max(result.block_layers, key=lambda r: r.top_values[0]).layer
+
+
+def sentence_activations(model, text: str, layer: int, *, prepend_bos: bool):
+    """(|h| source tensor [pos, d_model] of ``blocks.{layer}.hook_resid_post``, token strings) for one text."""
+    from mi_massive.core.corpus import text_corpus
+    from mi_massive.core.engine import run_capture
+
+    corpus = text_corpus(model, text, prepend_bos=prepend_bos)
+    ids = torch.tensor(corpus.sequences)
+    name = f"blocks.{layer}.hook_resid_post"
+    _, acts = run_capture(model, ids, [name])
+    return acts[name][0], token_strings(model, corpus.sequences)[0]

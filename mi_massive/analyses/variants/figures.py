@@ -1,0 +1,40 @@
+"""The comparison figure: top-1 |h| per layer, attention to the first token / bias slot, and eval loss."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+
+def comparison_figure(reports: Sequence, *, title: str = "variants") -> go.Figure:
+    """Three panels, one trace per variant (``reports``: :class:`~mi_massive.analyses.variants.run.VariantReport`).
+
+    Left: mean top-1 |h| of each block output (log scale). Middle: mean attention of queries q >= 1 to
+    token position 0 (solid) and to the KV-bias slot (dotted). Right: evaluation loss (nats/token).
+    """
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.4, 0.4, 0.2],
+                        subplot_titles=("top-1 |h| per block (mean over windows)",
+                                        "attention to position 0 (solid) / bias slot (dotted)",
+                                        "eval loss (nats/token)"))
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    for i, r in enumerate(reports):
+        color = palette[i % len(palette)]
+        x = list(range(len(r.top1_per_layer)))
+        fig.add_trace(go.Scatter(x=x, y=r.top1_per_layer, mode="lines+markers", name=r.name, legendgroup=r.name,
+                                 line=dict(color=color)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=x, y=r.attn_first_token, mode="lines+markers", name=f"{r.name}: pos 0",
+                                 legendgroup=r.name, showlegend=False, line=dict(color=color)), row=1, col=2)
+        if r.attn_bias_slot:
+            fig.add_trace(go.Scatter(x=x, y=r.attn_bias_slot, mode="lines+markers", name=f"{r.name}: slot",
+                                     legendgroup=r.name, showlegend=False, line=dict(color=color, dash="dot")),
+                          row=1, col=2)
+        fig.add_trace(go.Bar(x=[r.name], y=[r.eval_loss], marker_color=color, legendgroup=r.name, showlegend=False,
+                             text=[f"{r.eval_loss:.3f}"], textposition="outside"), row=1, col=3)
+    fig.update_yaxes(type="log", title_text="|h|", row=1, col=1)
+    fig.update_yaxes(range=[0, 1], title_text="attention mass", row=1, col=2)
+    fig.update_xaxes(title_text="block (0-based)", row=1, col=1)
+    fig.update_xaxes(title_text="block (0-based)", row=1, col=2)
+    fig.update_layout(title=title, template="plotly_white", height=480, width=1400)
+    return fig

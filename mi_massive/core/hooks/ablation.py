@@ -1,0 +1,351 @@
+"""Ablation and patching hook factories (TransformerLens convention: ``(tensor, hook) -> tensor``).
+
+Every factory returns a list of ``(hook name, function)`` pairs that can be passed to
+``model.run_with_hooks(ids, fwd_hooks=...)``, ``model.hooks(fwd_hooks=...)`` or
+:func:`mi_massive.core.engine.run_capture`. Lists compose by concatenation. No analysis writes its own
+hook functions: they all come from here or from :mod:`mi_massive.core.hooks.attention`.
+
+Where each component is removed (experiments-spec §3.3, §4; TransformerLens guide §2-§3):
+
+* **one head** (layer L, head h): ``blocks.L.attn.hook_z[:, :, h]`` -- the head's value mix *before*
+  W_O, shape [batch, pos, n_heads, d_head]. Heads are *query* heads, so on grouped-query models
+  (SmolLM2: 9 query heads sharing 3 KV heads) ablating head h removes only head h; the shared
+  key/value heads are untouched. The attention bias b_O is kept (it belongs to no head).
+* **a whole attention sublayer**: ``blocks.L.hook_attn_out`` [batch, pos, d_model]. Zero ablation sets
+  the whole sublayer output to 0, **so b_O is removed as well** (unlike zeroing every head at
+  hook_z, which leaves b_O in the residual stream).
+* **an MLP sublayer**: ``blocks.L.hook_mlp_out`` (includes b_out, which zero ablation removes).
+* **single neurons**: ``blocks.L.mlp.hook_post`` [batch, pos, d_mlp] (the input of W_out; GELU(pre)
+  for GPT-2, SiLU(gate)*up for Llama). b_out is kept.
+
+Modes:
+
+* ``zero``: replace with 0.
+* ``mean``: replace with the mean over a reference corpus, computed separately for the two
+  *position classes* -- position 0 and positions >= 1 -- because the first token's activations are
+  atypical (it carries the massive activation). See :func:`reference_means`.
+* ``resample``: replace with the same component's activation on a *different* sequence at the same
+  position (``donor`` tensors aligned with the batch; see :func:`resample_donors`). Activation
+  patching is resampling with the clean run as donor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Sequence
+
+import torch
+from jaxtyping import Float, Int
+
+from mi_massive.errors import MiMassiveError
+from mi_massive.core.engine import Hook, iter_corpus
+
+MODES = ("zero", "mean", "resample")
+N_POSITION_CLASSES = 2  # class 0: position 0; class 1: positions >= 1
+
+HeadRef = tuple[int, int]
+
+
+def z_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def attn_out_name(layer: int) -> str:
+    return f"blocks.{layer}.hook_attn_out"
+
+
+def mlp_out_name(layer: int) -> str:
+    return f"blocks.{layer}.hook_mlp_out"
+
+
+def post_name(layer: int) -> str:
+    return f"blocks.{layer}.mlp.hook_post"
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise MiMassiveError(f"unknown ablation mode '{mode}'; choose one of {', '.join(MODES)}")
+    return mode
+
+
+def check_layers(model, layers: Iterable[int], *, what: str = "layer") -> list[int]:
+    """Sorted distinct layers; raises for an empty set or a layer outside [0, n_layers)."""
+    layers = sorted(set(int(x) for x in layers))
+    if not layers:
+        raise MiMassiveError(f"empty {what} set: give at least one {what}")
+    n = model.cfg.n_layers
+    bad = [x for x in layers if not 0 <= x < n]
+    if bad:
+        raise MiMassiveError(f"{what} {bad[0]} out of range: the model has {n} layers (0..{n - 1})")
+    return layers
+
+
+def check_heads(model, heads: Iterable[HeadRef]) -> dict[int, list[int]]:
+    """``{layer: sorted heads}``; raises for an empty set or a layer/head out of range.
+
+    Head indices are query heads (0..n_heads-1), also on grouped-query models.
+    """
+    heads = sorted({(int(layer), int(head)) for layer, head in heads})
+    if not heads:
+        raise MiMassiveError("empty head set: give at least one (layer, head)")
+    check_layers(model, [layer for layer, _ in heads])
+    n_heads = model.cfg.n_heads
+    grouped: dict[int, list[int]] = {}
+    for layer, head in heads:
+        if not 0 <= head < n_heads:
+            raise MiMassiveError(f"head {head} out of range in layer {layer}: the model has {n_heads} heads "
+                                 f"per layer (0..{n_heads - 1})")
+        grouped.setdefault(layer, []).append(head)
+    return grouped
+
+
+def check_neurons(model, neurons: Mapping[int, Sequence[int]]) -> dict[int, list[int]]:
+    """``{layer: sorted neurons}`` validated against d_mlp."""
+    check_layers(model, neurons.keys())
+    d_mlp = model.cfg.d_mlp
+    out = {}
+    for layer, ns in neurons.items():
+        ns = sorted(set(int(n) for n in ns))
+        if not ns:
+            raise MiMassiveError(f"empty neuron set for layer {layer}")
+        if not all(0 <= n < d_mlp for n in ns):
+            raise MiMassiveError(f"neuron out of range in layer {layer}: d_mlp is {d_mlp}")
+        out[int(layer)] = ns
+    return out
+
+
+def all_heads(model) -> list[HeadRef]:
+    """Every (layer, head) of the model, layer-major."""
+    return [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
+
+
+def parse_heads(text: str) -> list[HeadRef]:
+    """``"5.1,6.1"`` or ``"L5H1 L6H1"`` -> [(5, 1), (6, 1)] (validation against a model is separate)."""
+    import re
+
+    items = [t for t in re.split(r"[,\s]+", text.strip()) if t]
+    out = []
+    for item in items:
+        m = re.fullmatch(r"(?:L)?(\d+)[.:H](\d+)", item, flags=re.IGNORECASE)
+        if not m:
+            raise MiMassiveError(f"cannot read head '{item}': write LAYER.HEAD (e.g. 5.1) or L5H1")
+        out.append((int(m.group(1)), int(m.group(2))))
+    if not out:
+        raise MiMassiveError("empty head set: give at least one head as LAYER.HEAD")
+    return out
+
+
+# ------------------------------------------------------------------------------------ reference stats
+@torch.no_grad()
+def reference_means(model, corpus, names: Sequence[str], *, batch_size: int = 8,
+                    progress: bool = False) -> dict[str, Float[torch.Tensor, "cls ..."]]:
+    """Mean activation at each hook over a reference corpus, per position class.
+
+    Returns ``{name: tensor [2, *feature_shape]}``: row 0 is the mean at position 0, row 1 the mean
+    over all real positions >= 1 (pads excluded), pooled over sequences. Units: the hook's own
+    (e.g. hook_z values in d_head space). Sequences of length 1 contribute to row 0 only.
+    """
+    sums: dict[str, torch.Tensor] = {}
+    counts = torch.zeros(N_POSITION_CLASSES, dtype=torch.float64)
+    for _idx, _ids, mask, _logits, acts in iter_corpus(model, corpus, list(names), batch_size=batch_size,
+                                                        progress="reference means" if progress else False):
+        first = torch.zeros_like(mask)
+        first[:, 0] = True
+        classes = (first & mask, ~first & mask)
+        counts += torch.tensor([float(c.sum()) for c in classes], dtype=torch.float64)
+        for name, x in acts.items():
+            x = x.double()
+            s = torch.stack([x[c].sum(0) for c in classes])
+            sums[name] = sums.get(name, 0) + s
+    if counts[1] == 0:
+        counts[1] = 1.0  # no position >= 1 anywhere: the rest-class mean is 0 and unused
+    view = (-1,) + (1,) * (next(iter(sums.values())).ndim - 1)
+    return {n: (s / counts.view(view)).float() for n, s in sums.items()}
+
+
+def derangement(n: int, *, seed: int = 0, lengths: Sequence[int] | None = None) -> list[int]:
+    """A donor index for every sequence: ``donor[i] != i`` and (if ``lengths``) at least as long as i.
+
+    Deterministic for ``seed``. Raises when some sequence has no valid donor (e.g. a single sequence).
+    """
+    if n < 2:
+        raise MiMassiveError("resample ablation needs at least 2 sequences (a donor must be another sequence)")
+    gen = torch.Generator().manual_seed(seed)
+    lengths = list(lengths) if lengths is not None else [0] * n
+    donors = []
+    for i in range(n):
+        ok = [j for j in range(n) if j != i and lengths[j] >= lengths[i]]
+        if not ok:
+            raise MiMassiveError(f"resample: no other sequence is as long as sequence {i} ({lengths[i]} tokens)")
+        donors.append(ok[int(torch.randint(len(ok), (1,), generator=gen))])
+    return donors
+
+
+# ------------------------------------------------------------------------------------- core replacer
+def _replacement(x: torch.Tensor, mode: str, mean: torch.Tensor | None, donor: torch.Tensor | None,
+                 index: tuple) -> torch.Tensor:
+    """The values that replace ``x[index]`` (``index`` selects components on axis 2, or everything)."""
+    if mode == "zero":
+        return torch.zeros_like(x[index])
+    if mode == "mean":
+        if mean is None:
+            raise MiMassiveError("mean ablation needs reference means (see reference_means)")
+        m = mean.to(x.dtype)
+        full = torch.empty_like(x)
+        full[:, :1] = m[0]
+        full[:, 1:] = m[1]
+        return full[index]
+    if donor is None:
+        raise MiMassiveError("resample ablation needs donor activations (see resample_donors)")
+    if donor.shape[0] != x.shape[0] or donor.shape[1] < x.shape[1]:
+        raise MiMassiveError(f"donor activations {tuple(donor.shape)} do not cover the batch {tuple(x.shape)}")
+    return donor[:, : x.shape[1]].to(x.dtype)[index]
+
+
+def replace_hook(mode: str, *, components: Sequence[int] | None = None, mean: torch.Tensor | None = None,
+                 donor: torch.Tensor | None = None, positions: Sequence[int] | None = None) -> Callable:
+    """A hook function replacing ``x[:, positions, components]`` by zero / mean / donor values.
+
+    ``components`` index axis 2 (heads of hook_z, neurons of hook_post); None = the whole tensor.
+    ``positions`` restricts the edit to some positions (None = all). The input is not modified.
+    """
+    check_mode(mode)
+    comp = list(components) if components is not None else None
+    pos = list(positions) if positions is not None else None
+
+    def hook_fn(x: torch.Tensor, hook=None) -> torch.Tensor:
+        p = slice(None) if pos is None else pos
+        index = (slice(None), p) if comp is None else (slice(None), p, comp)
+        if pos is not None and comp is not None:  # advanced indexing on two axes: use a mesh
+            index = (slice(None), torch.tensor(pos)[:, None], torch.tensor(comp)[None, :])
+        out = x.clone()
+        out[index] = _replacement(x, mode, mean, donor, index)
+        return out
+
+    return hook_fn
+
+
+# ------------------------------------------------------------------------------------- factories
+def ablate_heads(model, heads: Iterable[HeadRef], mode: str = "zero", *,
+                 means: Mapping[str, torch.Tensor] | None = None,
+                 donors: Mapping[str, torch.Tensor] | None = None) -> list[Hook]:
+    """Hooks ablating each (layer, head) at ``blocks.L.attn.hook_z`` (one hook per layer).
+
+    ``means[name]``: [2, n_heads, d_head] from :func:`reference_means`; ``donors[name]``:
+    [batch, pos, n_heads, d_head] from :func:`resample_donors`. b_O is untouched.
+    """
+    check_mode(mode)
+    grouped = check_heads(model, heads)
+    hooks: list[Hook] = []
+    for layer, hs in grouped.items():
+        name = z_name(layer)
+        hooks.append((name, replace_hook(mode, components=hs, mean=(means or {}).get(name),
+                                         donor=(donors or {}).get(name))))
+    return hooks
+
+
+def ablate_layers_of_heads(model, layers: Iterable[int], mode: str = "zero", **kw) -> list[Hook]:
+    """Every head of the given layers at hook_z (keeps b_O); see :func:`ablate_attention` for the sublayer."""
+    layers = check_layers(model, layers)
+    return ablate_heads(model, [(layer, h) for layer in layers for h in range(model.cfg.n_heads)], mode, **kw)
+
+
+def _sublayer(model, layers: Iterable[int], name_of: Callable[[int], str], mode: str,
+              means: Mapping[str, torch.Tensor] | None, donors: Mapping[str, torch.Tensor] | None) -> list[Hook]:
+    check_mode(mode)
+    return [(name_of(layer), replace_hook(mode, mean=(means or {}).get(name_of(layer)),
+                                          donor=(donors or {}).get(name_of(layer))))
+            for layer in check_layers(model, layers)]
+
+
+def ablate_attention(model, layers: Iterable[int] | None = None, mode: str = "zero", *,
+                     means: Mapping[str, torch.Tensor] | None = None,
+                     donors: Mapping[str, torch.Tensor] | None = None) -> list[Hook]:
+    """Replace the whole attention sublayer output ``blocks.L.hook_attn_out`` (None = every layer).
+
+    Zero mode removes b_O too: the sublayer then adds exactly nothing to the residual stream.
+    """
+    layers = range(model.cfg.n_layers) if layers is None else layers
+    return _sublayer(model, layers, attn_out_name, mode, means, donors)
+
+
+def ablate_mlps(model, layers: Iterable[int] | None = None, mode: str = "zero", *,
+                means: Mapping[str, torch.Tensor] | None = None,
+                donors: Mapping[str, torch.Tensor] | None = None) -> list[Hook]:
+    """Replace the MLP sublayer output ``blocks.L.hook_mlp_out`` (None = every layer; zero removes b_out)."""
+    layers = range(model.cfg.n_layers) if layers is None else layers
+    return _sublayer(model, layers, mlp_out_name, mode, means, donors)
+
+
+def ablate_neurons(model, neurons: Mapping[int, Sequence[int]], mode: str = "zero", *,
+                   means: Mapping[str, torch.Tensor] | None = None,
+                   donors: Mapping[str, torch.Tensor] | None = None) -> list[Hook]:
+    """Replace single MLP neurons at ``blocks.L.mlp.hook_post`` (``{layer: [neuron, ...]}``; b_out kept)."""
+    check_mode(mode)
+    return [(post_name(layer), replace_hook(mode, components=ns, mean=(means or {}).get(post_name(layer)),
+                                            donor=(donors or {}).get(post_name(layer))))
+            for layer, ns in check_neurons(model, neurons).items()]
+
+
+def per_row_head_ablation(layer: int, row_heads: Int[torch.Tensor, "batch"], mode: str = "zero", *,
+                          mean: Float[torch.Tensor, "cls n_heads d_head"] | None = None) -> list[Hook]:
+    """Batch row i loses head ``row_heads[i]`` of ``layer`` (-1: no ablation) -- the sweep's batching trick.
+
+    Supports ``zero`` and ``mean`` (a per-row donor would need a donor batch; use :func:`ablate_heads`).
+    """
+    check_mode(mode)
+    if mode == "resample":
+        raise MiMassiveError("the batched sweep supports zero and mean ablation; use ablate_heads for resample")
+    if mode == "mean" and mean is None:
+        raise MiMassiveError("mean ablation needs reference means (see reference_means)")
+
+    def hook_fn(z: Float[torch.Tensor, "batch pos n_heads d_head"], hook=None) -> torch.Tensor:
+        rows = (row_heads >= 0).nonzero().squeeze(1)
+        heads = row_heads[rows]
+        out = z.clone()
+        if mode == "zero":
+            out[rows, :, heads] = 0.0
+        else:
+            m = mean.to(z.dtype)  # [2, H, dh]
+            out[rows, 0, heads] = m[0, heads]
+            out[rows, 1:, heads] = m[1, heads][:, None, :]
+        return out
+
+    return [(z_name(layer), hook_fn)]
+
+
+@torch.no_grad()
+def resample_donors(model, corpus, names: Sequence[str], *, seed: int = 0, batch_size: int = 8
+                    ) -> tuple[list[int], dict[str, torch.Tensor]]:
+    """Donor activations for resample ablation: sequence i gets sequence ``donor[i]``'s values.
+
+    Returns (donor indices, ``{name: [n_sequences, max_len, ...]}``) -- right-padded like
+    :meth:`Corpus.batches`; slice rows to match a batch (``acts[indices.start:indices.stop]``).
+    """
+    donor_idx = derangement(len(corpus), seed=seed, lengths=corpus.lengths)
+    donor_corpus = corpus.subset(donor_idx)
+    width = max(corpus.lengths)
+    out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    for _i, _ids, _mask, _logits, acts in iter_corpus(model, donor_corpus, list(names), batch_size=batch_size,
+                                                       progress=False):
+        for n in names:
+            x = acts[n]
+            pad = torch.zeros((x.shape[0], width - x.shape[1], *x.shape[2:]), dtype=x.dtype)
+            out[n].append(torch.cat([x, pad], 1))
+    return donor_idx, {n: torch.cat(v) for n, v in out.items()}
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Patch ``hook`` with a clean activation at ``positions`` (None: all) and ``components`` (None: all)."""
+
+    hook: str
+    positions: tuple[int, ...] | None = None
+    components: tuple[int, ...] | None = None
+
+
+def patch_hooks(patches: Sequence[Patch], clean: Mapping[str, torch.Tensor]) -> list[Hook]:
+    """Activation patching: put the clean run's values (``clean[hook]``, batch-aligned) into the run."""
+    return [(p.hook, replace_hook("resample", components=p.components, positions=p.positions,
+                                  donor=clean[p.hook])) for p in patches]

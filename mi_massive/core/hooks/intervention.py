@@ -1,0 +1,129 @@
+"""Intervention hooks: overwrite chosen residual-stream entries (layer, position, dim) with given values.
+
+This is the Sun et al. / Owen et al. intervention done generically: at ``blocks.{L}.hook_resid_post``
+(the block output) set the massive entries to 0, to a calibration mean, or (as a control) zero the
+same number of randomly chosen ordinary dims. An :class:`EntryEdit` names the entries of one batch as
+flat (row, position, dim, value) lists, so every sequence may have its own detected positions.
+Everything else in the tensor is left bit-for-bit unchanged.
+
+Hook functions here are plain ``(tensor, hook) -> tensor`` callables; running them is the runner's job
+(:func:`mi_massive.core.engine.run_capture` ``fwd_hooks``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+
+START, OTHER = "start", "other"  # position classes: position 0 and every later position
+
+
+def resid_post(layer: int) -> str:
+    """Hook name of block ``layer``'s output (the residual stream after the block)."""
+    return f"blocks.{layer}.hook_resid_post"
+
+
+def position_class(position: int) -> str:
+    """``"start"`` for position 0, ``"other"`` for every later position."""
+    return START if position == 0 else OTHER
+
+
+@dataclass(frozen=True)
+class EntryEdit:
+    """Entries of a [batch, pos, d_model] tensor to overwrite: ``x[rows[i], positions[i], dims[i]] := values[i]``."""
+
+    rows: Int[torch.Tensor, "n"]
+    positions: Int[torch.Tensor, "n"]
+    dims: Int[torch.Tensor, "n"]
+    values: Float[torch.Tensor, "n"]
+
+    def __post_init__(self) -> None:
+        n = {len(self.rows), len(self.positions), len(self.dims), len(self.values)}
+        if len(n) != 1:
+            raise ValueError("EntryEdit fields must have equal lengths")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @classmethod
+    def from_entries(cls, entries: Sequence[tuple[int, int, int, float]]) -> "EntryEdit":
+        """From (row, position, dim, value) tuples."""
+        if not entries:
+            return cls.empty()
+        rows, pos, dims, vals = zip(*entries)
+        return cls(torch.tensor(rows, dtype=torch.long), torch.tensor(pos, dtype=torch.long),
+                   torch.tensor(dims, dtype=torch.long), torch.tensor(vals, dtype=torch.float64))
+
+    @classmethod
+    def empty(cls) -> "EntryEdit":
+        z = torch.zeros(0, dtype=torch.long)
+        return cls(z, z, z, torch.zeros(0, dtype=torch.float64))
+
+
+def set_entries(x: Float[torch.Tensor, "batch pos d_model"], edit: EntryEdit) -> Float[torch.Tensor, "batch pos d_model"]:
+    """A copy of ``x`` with the edit's entries overwritten (cast to ``x.dtype``); all other entries unchanged.
+
+    Entries whose row or position lies outside ``x`` (e.g. a shorter batch) are an error, not skipped.
+    """
+    out = x.clone()
+    if len(edit) == 0:
+        return out
+    if int(edit.rows.max()) >= x.shape[0] or int(edit.positions.max()) >= x.shape[1] or int(edit.dims.max()) >= x.shape[2]:
+        raise IndexError("edit entry outside the hooked tensor")
+    out[edit.rows, edit.positions, edit.dims] = edit.values.to(device=x.device, dtype=x.dtype)
+    return out
+
+
+def set_entries_hook(edit: EntryEdit) -> Callable[..., torch.Tensor]:
+    """A TransformerLens hook function that applies :func:`set_entries` with ``edit``."""
+
+    def hook(x: torch.Tensor, hook=None) -> torch.Tensor:  # noqa: ARG001 (TransformerLens signature)
+        return set_entries(x, edit)
+
+    return hook
+
+
+def entry_edit(
+    coords: Sequence[tuple[int, int]],
+    dims: Sequence[int],
+    *,
+    mode: str,
+    means: Mapping[tuple[str, int], float] | None = None,
+) -> EntryEdit:
+    """The edit that sets every (row, position) in ``coords`` x every dim in ``dims``.
+
+    ``mode="zero"`` writes 0; ``mode="mean"`` writes ``means[(position_class(position), dim)]`` (a
+    calibration mean per position class and dim); a missing mean is an error, never a silent skip
+    (the flaw of Owen et al., spec §5.2.2).
+    """
+    if mode not in ("zero", "mean"):
+        raise ValueError(f"unknown intervention mode '{mode}' (zero or mean)")
+    entries = []
+    for row, pos in coords:
+        for d in dims:
+            if mode == "zero":
+                value = 0.0
+            else:
+                key = (position_class(pos), int(d))
+                if means is None or key not in means:
+                    raise KeyError(f"no calibration mean for position class '{key[0]}', dim {key[1]}")
+                value = float(means[key])
+            entries.append((int(row), int(pos), int(d), value))
+    return EntryEdit.from_entries(entries)
+
+
+def control_dims(d_model: int, exclude: Sequence[int], n: int, *, seed: int) -> list[int]:
+    """``n`` distinct dims drawn uniformly (numpy ``default_rng(seed)``) from the dims not in ``exclude``."""
+    pool = np.setdiff1d(np.arange(d_model), np.asarray(list(exclude), dtype=int))
+    if n > len(pool):
+        raise ValueError(f"cannot draw {n} control dims from {len(pool)} ordinary dims")
+    return sorted(int(d) for d in np.random.default_rng(seed).choice(pool, size=n, replace=False))
+
+
+def layer_hooks(edits: Mapping[int, EntryEdit]) -> list[tuple[str, Callable[..., torch.Tensor]]]:
+    """``fwd_hooks`` applying ``edits[layer]`` at each layer's ``hook_resid_post`` (one layer or many)."""
+    return [(resid_post(layer), set_entries_hook(edit)) for layer, edit in sorted(edits.items())]

@@ -1,0 +1,253 @@
+"""The report pipeline: run what exists, collect what was computed before, write one offline page.
+
+The report is a list of sections; each is produced by a small function ``(ReportContext) -> Section``
+(:data:`SECTIONS`). Scan and attention always run. The other analyses are optional:
+
+1. every analysis of the registry (:data:`mi_massive.analyses.registry.ANALYSES`) with report hooks
+   (:class:`mi_massive.core.analysis.ReportHooks`) is run now on the same model and corpus through
+   its ``compute(model, corpus, scan)`` and its JSON is written (a MiMassiveError means "not
+   applicable to this input");
+2. otherwise, if ``<results dir>/<file>.json`` exists (written earlier by ``mi-massive heads`` /
+   ``ablate`` / ``attribute`` / ``intervene`` / ``mlp`` / ``svd`` / ``tokens``) and was made with the
+   same model weights (provenance fingerprint), it is loaded;
+3. otherwise the section says "not computed" (and why), and so does the summary.
+
+``options["skip"]`` lists section ids not to run (their earlier JSON is still loaded).
+
+Every file is written atomically (temp file + rename), so re-running into the same directory
+replaces ``report.html``/``report.json``/``scan.json``/``attention.json`` without a half-written state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mi_massive.core.corpus import Corpus, text_corpus
+from mi_massive.errors import MiMassiveError
+from mi_massive.core.io import atomic_write_text, prepare_out_dir, utc_now, write_json
+from mi_massive.analyses.registry import ANALYSES
+from mi_massive.core.analysis import Analysis
+from mi_massive.core.html import figure_fragment
+from mi_massive.report.page import NOT_COMPUTED, Section
+
+ATTENTION_MAX_TOKENS = 48  # tokens of the first sequence shown in the report's attention section
+
+
+@dataclass
+class ReportContext:
+    """Inputs shared by the section functions; ``scan`` is filled by the scan section (runs first)."""
+
+    model: Any
+    corpus: Corpus
+    out: Path
+    results_dir: Path
+    text: str | None = None
+    scan: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+    @property
+    def fingerprint(self) -> str | None:
+        from mi_massive.core.loading import model_info
+
+        return model_info(self.model).fingerprint
+
+
+# ------------------------------------------------------------------------------------- always run
+def scan_section(ctx: ReportContext) -> Section:
+    """Scan of the corpus: layer-wise top-k/median, the 3-D view of one sentence, the massive entries."""
+    from mi_massive.analyses.scan.run import SUN_SENTENCE, feature_view_layer, scan, sentence_activations
+    from mi_massive.core import safe_html as sh
+    from mi_massive.core.html import fmt, table_html
+    from mi_massive.analyses.scan.figures import feature_3d_figure, layerwise_figure
+
+    opts = {k: ctx.options[k] for k in ("abs_threshold", "rel_threshold", "batch_size") if k in ctx.options}
+    result = scan(ctx.model, ctx.corpus, progress=ctx.progress, **opts)
+    ctx.scan = result
+    result.save(ctx.out / "scan.json")
+    layer = feature_view_layer(result)
+    sentence = ctx.text if ctx.text is not None else SUN_SENTENCE
+    h, toks = sentence_activations(ctx.model, sentence, layer, prepend_bos=ctx.corpus.prepend_bos)
+    name = result.provenance["model"]["name"]
+    coords: dict[tuple[int, int, int], list] = {}
+    for e in result.massive:
+        row = coords.setdefault((e.layer, e.position, e.dim), [e.layer, e.position, e.dim, e.token, 0, 0.0])
+        row[4] += 1
+        row[5] = max(row[5], abs(e.value))
+    rows = sorted(coords.values(), key=lambda r: (r[0], -r[5]))
+    body = "\n".join([
+        f'<p class="text">Text: <code>{sh.text(ctx.text)}</code></p>' if ctx.text is not None else "",
+        f"<p>{sh.text(len(ctx.corpus))} sequence(s), {sh.text(sum(ctx.corpus.lengths))} tokens, BOS "
+        f"{'prepended' if ctx.corpus.prepend_bos else 'not prepended'}; residual stream after every block "
+        "(blocks.L.hook_resid_post).</p>",
+        figure_fragment(layerwise_figure(result)),
+        figure_fragment(feature_3d_figure(h, [sh.plotly_label(t) for t in toks], layer=layer, model_name=name)),
+        "<h3>Massive entries (block, position, dim)</h3>",
+        table_html(["block", "position", "dim", "token", "sequences", "max |h|"], rows) if rows
+        else "<p>No massive activation (|h| above the absolute and relative thresholds) in any block.</p>",
+    ])
+    s = result.summary
+    if s["has_massive"]:
+        dims = "; ".join(f"dim {d['dim']} (max |h| {fmt(d['max_abs'])}, blocks {d['layers'][0]}-{d['layers'][-1]})"
+                         for d in s["dims"][:5])
+        positions = ", ".join(f"{r['position']} ({r['count']} entries)" for r in s["positions"][:5])
+        tokens = ", ".join(f"{sh.display_token(r['token'])!r} ({r['count']})" for r in s["tokens"][:5])
+        facts = {"dims": dims + ".",
+                 "where": f"From block {s['first_layer']} on; positions {positions}; tokens {tokens}."}
+    else:
+        facts = {"dims": "none detected (no |h| above both thresholds).", "where": "nowhere."}
+    return Section("scan", "Massive-activation scan", "computed", body, facts, ["scan.json"])
+
+
+def attention_section(ctx: ReportContext) -> Section:
+    """circuitsvis patterns, pre-softmax logits, value norms and sink shares of the first sequence."""
+    from mi_massive.analyses.attention.run import attention_analysis
+    from mi_massive.analyses.attention.figures import attention_sections
+
+    opts = {k: ctx.options[k] for k in ("abs_threshold", "rel_threshold") if k in ctx.options}
+    source = ctx.text if ctx.text is not None and len(ctx.corpus.sequences[0]) <= ATTENTION_MAX_TOKENS else ctx.corpus
+    result = attention_analysis(ctx.model, source, prepend_bos=ctx.corpus.prepend_bos,
+                                max_tokens=None if isinstance(source, str) else ATTENTION_MAX_TOKENS, **opts)
+    result.save(ctx.out / "attention.json")
+    top = ", ".join(f"L{t['layer']}H{t['head']} {t['share']:.2f}" for t in result.top_sink_heads(5))
+    fact = f"In the first sequence, heads paying most attention to {result.sink_label}: {top}."
+    return Section("attention", "Attention sinks", "computed", attention_sections(result, id_prefix="report-attn"),
+                   {"sinks": fact}, ["attention.json"])
+
+
+# ------------------------------------------------------------------------------------------ optional
+def _fingerprint_of(record: Any) -> str | None:
+    prov = record.get("provenance") if isinstance(record, dict) else getattr(record, "provenance", None)
+    return ((prov or {}).get("model") or {}).get("fingerprint")
+
+
+def _filename(analysis: Analysis) -> str:
+    return analysis.report.filename or analysis.json_name
+
+
+def _command(analysis: Analysis) -> str:
+    return "mi-massive " + next(reversed(analysis.commands), analysis.name)
+
+
+def _run(ctx: ReportContext, analysis: Analysis, section: Section) -> Any:
+    """Compute now with the analysis' report hook. None when it has none or does not apply to this input."""
+    if analysis.report.compute is None:
+        return None
+    try:
+        return analysis.report.compute(ctx.model, ctx.corpus, ctx.scan)
+    except MiMassiveError as err:
+        section.note = f"not applicable to this input: {err}"
+    return None
+
+
+def _load(ctx: ReportContext, analysis: Analysis, section: Section) -> Any:
+    """Load the JSON of an earlier command when it exists and was made with the same weights."""
+    filename, command = _filename(analysis), _command(analysis)
+    path = ctx.results_dir / filename
+    if not path.is_file():
+        if not section.note:
+            section.note = f"run {command} --out {ctx.results_dir} first, or install the analysis"
+        return None
+    try:
+        record = (analysis.report.load or analysis.record.load)(path)
+    except Exception as err:  # a file from another version: say so, keep the report
+        section.note = f"{path.name} could not be read ({type(err).__name__}: {err})"
+        return None
+    found = _fingerprint_of(record)
+    if found is not None and ctx.fingerprint is not None and found != ctx.fingerprint:
+        section.note = f"{path.name} was made with other weights ({found}); ignored"
+        return None
+    section.status, section.files = "loaded", [filename]
+    section.note = f"loaded from {path} (written earlier by {command})"
+    return record
+
+
+def _figures(analysis: Analysis, record: Any) -> list[str]:
+    if analysis.report.figures is None:
+        return []
+    try:
+        return [figure_fragment(fig) for fig in analysis.report.figures(record)]
+    except Exception:  # a figure that does not fit this record: the tables still show
+        return []
+
+
+def optional_section(ctx: ReportContext, analysis: Analysis) -> Section:
+    """Run it now, else load the JSON of an earlier command, else "not computed" (with the reason)."""
+    hooks = analysis.report
+    section = Section(hooks.section, hooks.title)
+    record = None
+    if hooks.section not in ctx.options.get("skip", ()):
+        record = _run(ctx, analysis, section)
+    else:
+        section.note = "skipped (--skip)"
+    if record is not None:
+        write_json(ctx.out / _filename(analysis), record)
+        section.status, section.files, section.note = "computed", [_filename(analysis)], ""
+    else:
+        record = _load(ctx, analysis, section)
+    if record is not None:
+        try:
+            body, section.facts = hooks.view(record)
+            section.body = "\n".join(_figures(analysis, record) + [body])
+        except Exception as err:  # a renderer/record mismatch must not lose the rest of the report
+            section.body, section.facts = "", {}
+            section.note = f"{section.note}; could not be shown ({type(err).__name__}: {err})".lstrip("; ")
+    return section
+
+
+def _optional(analysis: Analysis) -> Callable[[ReportContext], Section]:
+    def build(ctx: ReportContext) -> Section:
+        return optional_section(ctx, analysis)
+    build.__name__ = f"{analysis.report.section}_section"
+    return build
+
+
+OPTIONAL = tuple(a for a in ANALYSES if a.report is not None)
+OPTIONAL_IDS = tuple(a.report.section for a in OPTIONAL)
+SECTIONS: list[Callable[[ReportContext], Section]] = [scan_section, attention_section, *[_optional(a) for a in OPTIONAL]]
+
+
+# ------------------------------------------------------------------------------------------ driver
+def build_report(
+    model,
+    data: str | Corpus,
+    out: str | Path,
+    *,
+    prepend_bos: bool = False,
+    results_dir: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    sections: list[Callable[[ReportContext], Section]] | None = None,
+    progress: bool = False,
+) -> dict[str, Path]:
+    """Run every section on ``model`` and ``data`` (a text or a corpus); write ``out/report.html`` and JSON.
+
+    ``results_dir`` (default ``out``) is where JSON files of earlier commands are looked up.
+    Returns ``{"report": ..., "json": ..., <section files>}``.
+    """
+    out = prepare_out_dir(out)
+    text = data if isinstance(data, str) else None
+    corpus = text_corpus(model, data, prepend_bos=prepend_bos) if isinstance(data, str) else data
+    ctx = ReportContext(model=model, corpus=corpus, out=out, results_dir=Path(results_dir) if results_dir else out,
+                        text=text, options=dict(options or {}), progress=progress)
+    built = [make(ctx) for make in (sections or SECTIONS)]
+    from mi_massive.core.loading import model_info
+    from mi_massive.core.io import package_versions
+    from mi_massive.report.page import report_page
+
+    info = model_info(model)
+    header = {"model": info.name, "weights": info.fingerprint, "corpus": corpus.name,
+              "sequences": len(corpus), "BOS": corpus.prepend_bos, "created (UTC)": utc_now()}
+    summary = {q: " ".join(s.facts[q] for s in built if q in s.facts) or NOT_COMPUTED
+               for q in ("dims", "where", "writers", "removal", "sinks")}
+    record = {"provenance": {"model": info.to_dict(), "corpus": corpus.describe(), "options": dict(options or {}),
+                             "versions": package_versions(), "created_utc": header["created (UTC)"]},
+              "summary": summary, "sections": [s.to_dict() for s in built]}
+    paths = {"json": write_json(out / "report.json", record)}
+    for s in built:
+        for name in s.files:
+            if (out / name).is_file():
+                paths[Path(name).stem] = out / name
+    paths["report"] = atomic_write_text(out / "report.html", report_page(f"Massive activations: {info.name}", header, built))
+    return paths
