@@ -9,6 +9,9 @@ analysis' command from :data:`mi_massive.analyses.registry.ANALYSES`.
 from __future__ import annotations
 
 import functools
+import inspect
+import typing
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import typer
@@ -136,3 +139,93 @@ def validate_inputs(model: str, text: Optional[str], corpus: Optional[str], **po
     if text is not None and not text.strip():
         raise MiMassiveError("--text is empty or only whitespace")
     check_positive(**positive)
+
+
+# ---------------------------------------------------------------------- the shared option groups
+@dataclass
+class Inputs:
+    """The model and corpus options every analysis command shares (declared once, by :func:`command`).
+
+    ``text``/``corpus`` and the drawing options are None for commands built with ``corpus=False``.
+    """
+
+    model: str
+    dtype: str = "float32"
+    text: Optional[str] = None
+    corpus: Optional[str] = None
+    n_samples: int = 8
+    seq_len: int = 256
+    seed: int = 0
+    prepend_bos: bool = False
+    batch_size: Optional[int] = None
+
+    def check(self, **positive: int) -> None:
+        """Cheap checks that must fail before a model is loaded (plus ``positive`` command options)."""
+        if self.text is not None or self.corpus is not None or "corpus" in self._groups:
+            validate_inputs(self.model, self.text, self.corpus, n_samples=self.n_samples, seq_len=self.seq_len,
+                            batch_size=self.batch_size, **positive)
+        else:
+            check_positive(batch_size=self.batch_size, **positive)
+        from mi_massive.core.loading import parse_dtype
+
+        parse_dtype(self.dtype)
+
+    def load(self):
+        """The model, with a short status line on stderr."""
+        return load(self.model, self.dtype)
+
+    def make_corpus(self, model):
+        """The corpus of ``--text`` or ``--corpus`` for ``model``."""
+        return make_corpus(model, self.text, self.corpus, n_samples=self.n_samples, seq_len=self.seq_len,
+                           seed=self.seed, prepend_bos=self.prepend_bos)
+
+    _groups: tuple[str, ...] = ()
+
+
+def _option(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def command(*, corpus: bool = True, batch_size: int | None | bool = 8):
+    """Decorate an analysis command ``f(inputs: Inputs, **own_options)``: the shared options are added once.
+
+    >>> @command(batch_size=2)
+    ... def demo(inputs: Inputs, top: int = 3) -> None:
+    ...     print(inputs.model, inputs.batch_size, top)
+    >>> sorted(p for p in inspect.signature(demo).parameters)[:4]
+    ['batch_size', 'corpus', 'dtype', 'model']
+
+    ``corpus=True`` adds ``--text/--corpus/--n-samples/--seq-len/--seed`` (exactly one of text and
+    corpus); ``--prepend-bos``, ``--dtype`` and ``--model`` are always there. ``batch_size``: the
+    default of ``--batch-size`` (None: chosen from the corpus, about 2,048 tokens per pass; False:
+    no such option). Errors follow the policy of :func:`user_errors`.
+    """
+    shared = [_option("model", ModelOpt, str)]
+    if corpus:
+        shared += [_option("text", TextOpt, Optional[str]), _option("corpus", CorpusOpt, Optional[str]),
+                   _option("n_samples", NSamplesOpt, int), _option("seq_len", SeqLenOpt, int),
+                   _option("seed", SeedOpt, int)]
+    shared += [_option("prepend_bos", BosOpt, bool), _option("dtype", DtypeOpt, str)]
+    if batch_size is None:
+        shared.append(_option("batch_size", AutoBatchOpt, Optional[int]))
+    elif batch_size is not False:
+        shared.append(_option("batch_size", typer.Option(batch_size, "--batch-size", help=BatchOpt.help), int))
+    names = [p.name for p in shared]
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        hints = typing.get_type_hints(func)  # resolved in the command's own module
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+               for p in list(inspect.signature(func).parameters.values())[1:]]
+
+        @functools.wraps(func)
+        def wrapper(**kwargs: Any) -> Any:
+            inputs = Inputs(**{n: kwargs.pop(n) for n in names})
+            inputs._groups = ("corpus",) if corpus else ()
+            return func(inputs, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(shared + own)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in shared + own}
+        del wrapper.__wrapped__  # typer must read the new signature, not the wrapped one
+        return user_errors(wrapper)
+
+    return decorate

@@ -7,9 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import echo_table, user_errors
-from mi_massive.core.cli import (write_outputs, AbsThresholdOpt, AutoBatchOpt, RelThresholdOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
-                                   SeqLenOpt, TextOpt, load, make_corpus, validate_inputs)
+from mi_massive.core.cli import AbsThresholdOpt, Inputs, RelThresholdOpt, command, echo_table, write_outputs
 from mi_massive.errors import MiMassiveError
 
 
@@ -33,44 +31,34 @@ def print_scan_summary(result) -> None:
         typer.echo(f"near-massive entries (> abs threshold, under the relative rule): {result.near_massive_total}")
 
 
-@user_errors
+@command(batch_size=None)
 def scan_command(
-    model: str = ModelOpt,
-    text: Optional[str] = TextOpt,
-    corpus: Optional[str] = CorpusOpt,
-    n_samples: int = NSamplesOpt,
-    seq_len: int = SeqLenOpt,
-    seed: int = SeedOpt,
-    prepend_bos: bool = BosOpt,
+    inputs: Inputs,
     top_k: int = typer.Option(3, "--top-k", help="largest |h| values kept per layer and sequence"),
     abs_threshold: float = AbsThresholdOpt,
     rel_threshold: float = RelThresholdOpt,
-    dtype: str = DtypeOpt,
-    batch_size: Optional[int] = AutoBatchOpt,
     figures: bool = typer.Option(True, "--figures/--no-figures", help="write the HTML/PNG figures"),
     out: Path = typer.Option(..., "--out", "-o", help="output directory (scan.json and figures)"),
 ) -> None:
     """Scan every block output for massive activations; write OUT/scan.json and figures."""
-    from mi_massive.core.loading import parse_dtype
+    from mi_massive.analyses.scan.figures import feature_3d_figure, layerwise_figure
     from mi_massive.analyses.scan.run import SUN_SENTENCE, feature_view_layer, scan, sentence_activations
     from mi_massive.core.io import prepare_out_dir
 
-    validate_inputs(model, text, corpus, n_samples=n_samples, seq_len=seq_len, top_k=top_k, batch_size=batch_size)
-    parse_dtype(dtype)
+    inputs.check(top_k=top_k)
     if out.exists() and not out.is_dir():
         raise MiMassiveError(f"--out {out} is a file; give a directory")
-    bridge = load(model, dtype)
-    data = make_corpus(bridge, text, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
+    bridge = inputs.load()
+    data = inputs.make_corpus(bridge)
     result = scan(bridge, data, top_k=top_k, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
-                  batch_size=batch_size, options={"dtype": dtype, "batch_size": batch_size})
+                  batch_size=inputs.batch_size, options={"dtype": inputs.dtype, "batch_size": inputs.batch_size})
     out = prepare_out_dir(out)
     print_scan_summary(result)
-    from mi_massive.analyses.scan.figures import feature_3d_figure, layerwise_figure
 
     def feature_3d():
         layer = feature_view_layer(result)
-        sentence = text if text is not None else SUN_SENTENCE
-        h, toks = sentence_activations(bridge, sentence, layer, prepend_bos=prepend_bos)
+        sentence = inputs.text if inputs.text is not None else SUN_SENTENCE
+        h, toks = sentence_activations(bridge, sentence, layer, prepend_bos=inputs.prepend_bos)
         return feature_3d_figure(h, toks, layer=layer, model_name=result.provenance["model"]["name"])
 
     write_outputs(out, "scan.json", result,
