@@ -47,11 +47,11 @@ def _build(tp: Any, value: Any) -> Any:
         return _build(options[0], value) if len(options) == 1 else value
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
         hints = get_type_hints(tp)
-        known = {f.name for f in dataclasses.fields(tp) if f.init}
-        unknown = set(value) - known
+        known = {_key(f): f.name for f in dataclasses.fields(tp) if f.init}
+        unknown = set(value) - set(known)
         if unknown:
             raise MiMassiveError(f"{tp.__name__}: unexpected field(s) {', '.join(sorted(unknown))} in the file")
-        return tp(**{k: _build(hints[k], v) for k, v in value.items()})
+        return tp(**{known[k]: _build(hints[known[k]], v) for k, v in value.items()})
     if origin in (list, typing.Sequence) and isinstance(value, list):
         (item,) = get_args(tp) or (Any,)
         return [_build(item, v) for v in value]
@@ -65,6 +65,28 @@ def _build(tp: Any, value: Any) -> Any:
         return {k: _build(item, v) for k, v in value.items()}
     if tp is float and isinstance(value, (int, str)):
         return float(value)  # JSON stores inf as "inf" and whole floats as ints
+    return value
+
+
+def json_field(key: str | None = None, *, omit_none: bool = False, **kwargs: Any) -> Any:
+    """A record field saved under the JSON key ``key`` (e.g. ``"class"``, a Python keyword), left out of
+    the JSON when ``omit_none`` and its value is None (keys that only some results have)."""
+    return dataclasses.field(metadata={"json_key": key, "omit_none": omit_none}, **kwargs)
+
+
+def _key(f: dataclasses.Field) -> str:
+    return f.metadata.get("json_key") or f.name
+
+
+def _plain(value: Any) -> Any:
+    """Nested dataclasses -> dicts under their JSON keys (other values as they are)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {_key(f): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not (f.metadata.get("omit_none") and getattr(value, f.name) is None)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
     return value
 
 
@@ -88,7 +110,7 @@ class Record:
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
         """The record as plain data (what ``save`` writes)."""
-        return dataclasses.asdict(self)
+        return _plain(self)
 
     @classmethod
     def from_dict(cls: type[R], data: dict[str, Any]) -> R:
@@ -96,7 +118,7 @@ class Record:
         if not isinstance(data, dict):
             raise MiMassiveError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
         missing = [f.name for f in dataclasses.fields(cls)
-                   if f.init and f.name not in data and f.default is dataclasses.MISSING
+                   if f.init and _key(f) not in data and f.default is dataclasses.MISSING
                    and f.default_factory is dataclasses.MISSING]
         if missing:
             raise MiMassiveError(f"not a {cls.__name__} file: missing field(s) {', '.join(missing)}")
@@ -104,7 +126,7 @@ class Record:
 
     def save(self, path: str | Path) -> Path:
         """Write the record atomically as JSON; returns the path."""
-        return write_json(path, self)
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls: type[R], path: str | Path) -> R:
@@ -144,4 +166,4 @@ class Record:
         if self._table is None:
             raise MiMassiveError(f"{type(self).__name__} has no tabular part")
         rows = getattr(self, self._table)
-        return pd.DataFrame([dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in rows])
+        return pd.DataFrame([_plain(r) for r in rows])
