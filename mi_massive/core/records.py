@@ -61,7 +61,7 @@ def _build(tp: Any, value: Any) -> Any:
             return tuple(_build(args[0], v) for v in value)
         return tuple(_build(a, v) for a, v in zip(args, value)) if args else tuple(value)
     if origin is dict and isinstance(value, dict):
-        _key, item = get_args(tp) or (str, Any)
+        _k, item = get_args(tp) or (str, Any)
         return {k: _build(item, v) for k, v in value.items()}
     if tp is float and isinstance(value, (int, str)):
         return float(value)  # JSON stores inf as "inf" and whole floats as ints
