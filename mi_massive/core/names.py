@@ -42,7 +42,10 @@ _KINDS = {
     "attn_scores": "attn.hook_attn_scores",
     "pattern": "attn.hook_pattern",
     "pre": "mlp.hook_pre",
+    "pre_linear": "mlp.hook_pre_linear",
     "post": "mlp.hook_post",
+    "ln2_normalized": "ln2.hook_normalized",
+    "ln2_out": "ln2.hook_out",
 }
 KINDS = tuple(_KINDS)
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
