@@ -68,28 +68,7 @@ AbsThresholdOpt = typer.Option(100.0, "--abs-threshold", help="massive: |h| abov
 RelThresholdOpt = typer.Option(1000.0, "--rel-threshold", help="... and above this x the layer median")
 
 
-def parse_index_list(value: Optional[str], option: str) -> list[int] | None:
-    """``"5"``, ``"5,11"``, ``"0-3,7"`` -> sorted unique ints; None stays None."""
-    if value is None:
-        return None
-    out: set[int] = set()
-    for part in value.replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
-                lo_i, hi_i = int(lo), int(hi)
-                if hi_i < lo_i:
-                    raise ValueError
-                out.update(range(lo_i, hi_i + 1))
-            else:
-                out.add(int(part))
-        except ValueError:
-            raise MiMassiveError(f"{option} expects integers or ranges like 0-3,7; got '{value}'") from None
-    if not out:
-        raise MiMassiveError(f"{option} is empty")
-    return sorted(out)
+from mi_massive.core.targets import parse_index_list  # noqa: E402,F401  (CLI layers/heads lists)
 
 
 def write_outputs(out, json_name: str, record, figures: dict | None = None) -> list:

@@ -11,12 +11,12 @@ from mi_massive.core.hooks.ablation import (
     Patch,
     ablate_attention,
     ablate_heads,
-    ablate_layers_of_heads,
     ablate_mlps,
     ablate_neurons,
     all_heads,
     check_heads,
     check_layers,
+    check_neurons,
     check_mode,
     derangement,
     parse_heads,
@@ -29,8 +29,8 @@ from mi_massive.core.hooks.ablation import (
 from mi_massive.core.hooks.attention import block_keys, renormalised_block
 
 __all__ = [
-    "MODES", "Patch", "ablate_attention", "ablate_heads", "ablate_layers_of_heads", "ablate_mlps",
-    "ablate_neurons", "all_heads", "block_keys", "check_heads", "check_layers", "check_mode", "derangement",
+    "MODES", "Patch", "ablate_attention", "ablate_heads", "ablate_mlps",
+    "ablate_neurons", "all_heads", "block_keys", "check_heads", "check_layers", "check_neurons", "check_mode", "derangement",
     "parse_heads", "patch_hooks", "per_row_head_ablation", "reference_means", "renormalised_block",
     "replace_hook", "resample_donors",
 ]

@@ -38,12 +38,11 @@ import torch
 from jaxtyping import Float, Int
 
 from mi_massive.errors import MiMassiveError
+from mi_massive.core.targets import HeadRef, parse_heads, parse_layers, parse_neurons  # noqa: F401 (parse_heads re-exported)
 from mi_massive.core.engine import Hook, iter_corpus
 
 MODES = ("zero", "mean", "resample")
 N_POSITION_CLASSES = 2  # class 0: position 0; class 1: positions >= 1
-
-HeadRef = tuple[int, int]
 
 
 def z_name(layer: int) -> str:
@@ -69,9 +68,15 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def check_layers(model, layers: Iterable[int], *, what: str = "layer") -> list[int]:
-    """Sorted distinct layers; raises for an empty set or a layer outside [0, n_layers)."""
-    layers = sorted(set(int(x) for x in layers))
+def check_layers(model, layers, *, what: str = "layer") -> list[int]:
+    """Sorted distinct layers (any form :func:`~mi_massive.core.targets.parse_layers` reads: ``[0, 2]``,
+    ``"0-2"``, ``5``); raises for an empty set or a layer outside [0, n_layers).
+
+    >>> import mi_massive as mm
+    >>> check_layers(mm.load_toy("toy-llama"), "0-1")
+    [0, 1]
+    """
+    layers = parse_layers(layers, what=what, allow_empty=True)
     if not layers:
         raise MiMassiveError(f"empty {what} set: give at least one {what}")
     n = model.cfg.n_layers
@@ -81,12 +86,17 @@ def check_layers(model, layers: Iterable[int], *, what: str = "layer") -> list[i
     return layers
 
 
-def check_heads(model, heads: Iterable[HeadRef]) -> dict[int, list[int]]:
-    """``{layer: sorted heads}``; raises for an empty set or a layer/head out of range.
+def check_heads(model, heads) -> dict[int, list[int]]:
+    """``{layer: sorted heads}`` from any head form (``[(5, 1)]``, ``"L5H1,L6H2"``, ``["5.1"]``, ...);
+    raises for an empty set or a layer/head out of range.
+
+    >>> import mi_massive as mm
+    >>> check_heads(mm.load_toy("toy-llama"), "L1H2,L0H1 1.0")
+    {0: [1], 1: [0, 2]}
 
     Head indices are query heads (0..n_heads-1), also on grouped-query models.
     """
-    heads = sorted({(int(layer), int(head)) for layer, head in heads})
+    heads = parse_heads(heads, allow_empty=True)
     if not heads:
         raise MiMassiveError("empty head set: give at least one (layer, head)")
     check_layers(model, [layer for layer, _ in heads])
@@ -100,13 +110,18 @@ def check_heads(model, heads: Iterable[HeadRef]) -> dict[int, list[int]]:
     return grouped
 
 
-def check_neurons(model, neurons: Mapping[int, Sequence[int]]) -> dict[int, list[int]]:
-    """``{layer: sorted neurons}`` validated against d_mlp."""
+def check_neurons(model, neurons) -> dict[int, list[int]]:
+    """``{layer: sorted neurons}`` (from ``{layer: [n, ...]}``, ``"L2N17,L2N3"``, ...) validated against d_mlp.
+
+    >>> import mi_massive as mm
+    >>> check_neurons(mm.load_toy("toy-llama"), "L1N7,1.3")
+    {1: [3, 7]}
+    """
+    neurons = parse_neurons(neurons, allow_empty=True)
     check_layers(model, neurons.keys())
     d_mlp = model.cfg.d_mlp
     out = {}
     for layer, ns in neurons.items():
-        ns = sorted(set(int(n) for n in ns))
         if not ns:
             raise MiMassiveError(f"empty neuron set for layer {layer}")
         if not all(0 <= n < d_mlp for n in ns):
@@ -118,22 +133,6 @@ def check_neurons(model, neurons: Mapping[int, Sequence[int]]) -> dict[int, list
 def all_heads(model) -> list[HeadRef]:
     """Every (layer, head) of the model, layer-major."""
     return [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
-
-
-def parse_heads(text: str) -> list[HeadRef]:
-    """``"5.1,6.1"`` or ``"L5H1 L6H1"`` -> [(5, 1), (6, 1)] (validation against a model is separate)."""
-    import re
-
-    items = [t for t in re.split(r"[,\s]+", text.strip()) if t]
-    out = []
-    for item in items:
-        m = re.fullmatch(r"(?:L)?(\d+)[.:H](\d+)", item, flags=re.IGNORECASE)
-        if not m:
-            raise MiMassiveError(f"cannot read head '{item}': write LAYER.HEAD (e.g. 5.1) or L5H1")
-        out.append((int(m.group(1)), int(m.group(2))))
-    if not out:
-        raise MiMassiveError("empty head set: give at least one head as LAYER.HEAD")
-    return out
 
 
 # ------------------------------------------------------------------------------------ reference stats
@@ -243,12 +242,6 @@ def ablate_heads(model, heads: Iterable[HeadRef], mode: str = "zero", *,
         hooks.append((name, replace_hook(mode, components=hs, mean=(means or {}).get(name),
                                          donor=(donors or {}).get(name))))
     return hooks
-
-
-def ablate_layers_of_heads(model, layers: Iterable[int], mode: str = "zero", **kw) -> list[Hook]:
-    """Every head of the given layers at hook_z (keeps b_O); see :func:`ablate_attention` for the sublayer."""
-    layers = check_layers(model, layers)
-    return ablate_heads(model, [(layer, h) for layer in layers for h in range(model.cfg.n_heads)], mode, **kw)
 
 
 def _sublayer(model, layers: Iterable[int], name_of: Callable[[int], str], mode: str,
