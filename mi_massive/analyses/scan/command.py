@@ -19,14 +19,14 @@ def print_scan_summary(result) -> None:
                      ",".join(map(str, r.massive_dims)) or "-"])
     echo_table(["layer", "top-1 |h|", "median |h|", "top1/median", "massive dims"], rows)
     s = result.summary
-    if not s["has_massive"]:
+    if not s.has_massive:
         typer.echo("no massive activations (|h| > abs and > rel x median) in any layer")
         return
-    dims = ", ".join(f"{d['dim']} (max {d['max_abs']:.1f}, layers {d['layers'][0]}-{d['layers'][-1]})" for d in s["dims"][:5])
-    positions = ", ".join(f"{r['position']}: {r['count']}" for r in s["positions"][:5])
-    tokens = ", ".join(f"{r['token']!r}: {r['count']}" for r in s["tokens"][:5])
+    dims = ", ".join(f"{d.dim} (max {d.max_abs:.1f}, layers {d.layers[0]}-{d.layers[-1]})" for d in s.dims[:5])
+    positions = ", ".join(f"{r.position}: {r.count}" for r in s.positions[:5])
+    tokens = ", ".join(f"{r.token!r}: {r.count}" for r in s.tokens[:5])
     typer.echo(f"massive dims: {dims}")
-    typer.echo(f"first massive layer: {s['first_layer']}; entries by position: {positions}; by token: {tokens}")
+    typer.echo(f"first massive layer: {s.first_layer}; entries by position: {positions}; by token: {tokens}")
     if result.near_massive_total:
         typer.echo(f"near-massive entries (> abs threshold, under the relative rule): {result.near_massive_total}")
 
@@ -41,7 +41,7 @@ def scan_command(
     out: Path = typer.Option(..., "--out", "-o", help="output directory (scan.json and figures)"),
 ) -> None:
     """Scan every block output for massive activations; write OUT/scan.json and figures."""
-    from mi_massive.analyses.scan.figures import feature_3d_figure, layerwise_figure
+    from mi_massive.analyses.scan.figures import feature_3d_figure, figures as scan_figures
     from mi_massive.analyses.scan.run import SUN_SENTENCE, feature_view_layer, scan, sentence_activations
     from mi_massive.core.io import prepare_out_dir
 
@@ -61,5 +61,8 @@ def scan_command(
         h, toks = sentence_activations(bridge, sentence, layer, prepend_bos=inputs.prepend_bos)
         return feature_3d_figure(h, toks, layer=layer, model_name=result.provenance["model"]["name"])
 
-    write_outputs(out, "scan.json", result,
-                  {"layerwise": lambda: layerwise_figure(result), "feature_3d": feature_3d} if figures else None)
+    figs = None
+    if figures:
+        figs = {stem: (lambda fig=fig: fig) for stem, fig in scan_figures(result).items()}
+        figs["feature_3d"] = feature_3d
+    write_outputs(out, "scan.json", result, figs)

@@ -1,4 +1,11 @@
-"""Figures of a scan: layer-wise top-k and median (Sun et al. Fig. 2) and the 3-D |h| view (Fig. 1)."""
+"""Figures of a scan: layer-wise top-k and median (Sun et al. Fig. 2) and the 3-D |h| view (Fig. 1).
+
+>>> import mi_massive as mm
+>>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+>>> result = mm.scan(model, mm.text_corpus(model, "The cat sat.", prepend_bos=True), progress=False)
+>>> list(figures(result))
+['layerwise']
+"""
 
 from __future__ import annotations
 
@@ -36,6 +43,15 @@ def layerwise_figure(result: ScanResult, *, title: str | None = None) -> go.Figu
         template="plotly_white", legend=dict(x=0.01, y=0.99),
     )
     return fig
+
+
+def figures(result: ScanResult) -> dict[str, go.Figure]:
+    """The figures of a scan record, by file stem: ``layerwise`` (:func:`layerwise_figure`).
+
+    The 3-D view (:func:`feature_3d_figure`) needs the model (it reruns one sentence), so the
+    command adds it.
+    """
+    return {"layerwise": layerwise_figure(result)}
 
 
 def feature_3d_figure(h: Float[torch.Tensor, "pos d_model"], str_tokens: Sequence[str], *, layer: int,

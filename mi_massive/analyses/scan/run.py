@@ -1,5 +1,11 @@
 """The massive-activation scan: run a corpus, keep per-sequence statistics, detect, summarise.
 
+>>> import mi_massive as mm
+>>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+>>> result = scan(model, mm.text_corpus(model, "The cat sat.", prepend_bos=True), progress=False)
+>>> result.massive_coordinates(layer=1)
+[(1, 0, 5)]
+
 Only the residual hooks are captured, one batch at a time, and each batch is reduced to small
 statistics before the next runs, so a 64 x 512-token scan never holds a full cache.
 """
@@ -15,18 +21,11 @@ from mi_massive.core.stats import summarize
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.io import provenance
-from mi_massive.analyses.scan.record import EMBED_LAYER, LayerRecord, MassiveEntry, ScanResult, summarize_entries
-from mi_massive.core.engine import iter_corpus, resid_hook_names
+from mi_massive.analyses.scan.record import LayerPerSequence, LayerRecord, MassiveEntry, ScanResult, summarize_entries
+from mi_massive.core.engine import iter_corpus
+from mi_massive.core.names import act_name, hook_layer, resid_names
 
 MAX_NEAR_ENTRIES = 2000  # near-massive entries kept in the JSON (the total count is always recorded)
-
-
-def hook_layer(name: str) -> tuple[int, str]:
-    """(layer index, label) of a residual hook name: ``blocks.0.hook_resid_pre`` -> (-1, "embed")."""
-    if name == "blocks.0.hook_resid_pre":
-        return EMBED_LAYER, "embed"
-    layer = int(name.split(".")[1])
-    return layer, f"block {layer}"
 
 
 def token_strings(model, sequences: list[list[int]]) -> list[list[str]]:
@@ -68,6 +67,17 @@ def scan(
 ) -> ScanResult:
     """Scan every block output (and the embeddings) of ``model`` over ``corpus``.
 
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> result = mm.scan(model, mm.text_corpus(model, "The cat sat on the mat.", prepend_bos=True), progress=False)
+    >>> s = result.summary
+    >>> s.first_layer, s.dims[0].dim, [p.position for p in s.positions], round(result.massive[0].value)
+    (1, 5, [0], 3000)
+
+    Returns a :class:`~mi_massive.analyses.scan.record.ScanResult`: per hook (the embeddings are
+    layer -1, then every block output ``blocks.L.hook_resid_post``) the statistics below, in
+    residual-stream units (|h|), and every flagged entry with its signed value.
+
     Per hook and sequence: top-``top_k`` |h| with (position, dim), median |h| over real tokens,
     top-1/median ratio and per-dim max; aggregated over sequences (mean, std, 95% CI). Entries with
     |h| > ``abs_threshold`` and > ``rel_threshold`` x the layer median are listed as massive, those
@@ -81,7 +91,7 @@ def scan(
     shortest = min(corpus.lengths) * model.cfg.d_model
     if top_k > shortest:
         raise MiMassiveError(f"top_k={top_k} exceeds the number of entries of the shortest sequence ({shortest})")
-    names = resid_hook_names(model.cfg.n_layers, include_embed=include_embed)
+    names = resid_names(model.cfg.n_layers, include_embed=include_embed)
     batch_size = batch_size or corpus.auto_batch_size()
     str_tokens = token_strings(model, corpus.sequences)
     per_hook: dict[str, dict[str, list]] = {n: {"top_values": [], "top_positions": [], "top_dims": [],
@@ -123,7 +133,7 @@ def scan(
             top_values_ci95=[[s.ci_low, s.ci_high] for s in top_summ],
             median=med.mean, median_std=med.std, median_ci95=[med.ci_low, med.ci_high],
             ratio=rat.mean, ratio_std=rat.std, ratio_ci95=[rat.ci_low, rat.ci_high],
-            top1_max=max(tops[0]), dim_max=dim_max[name].tolist(), per_sequence=rec,
+            top1_max=max(tops[0]), dim_max=dim_max[name].tolist(), per_sequence=LayerPerSequence(**rec),
             n_massive=len(mass_here), massive_dims=sorted({e.dim for e in mass_here}),
         ))
     opts = {"top_k": top_k, "abs_threshold": abs_threshold, "rel_threshold": rel_threshold,
@@ -141,7 +151,7 @@ SUN_SENTENCE = "Summer is warm. Winter is cold."
 
 def feature_view_layer(result: ScanResult) -> int:
     """The block to show in the 3-D view: the first massive layer, else the block with the largest top-1."""
-    first = result.summary.get("first_layer")
+    first = result.summary.first_layer
     if first is not None:
         return int(first)
     return max(result.block_layers, key=lambda r: r.top_values[0]).layer
@@ -154,6 +164,6 @@ def sentence_activations(model, text: str, layer: int, *, prepend_bos: bool):
 
     corpus = text_corpus(model, text, prepend_bos=prepend_bos)
     ids = torch.tensor(corpus.sequences)
-    name = f"blocks.{layer}.hook_resid_post"
+    name = act_name("resid_post", layer)
     _, acts = run_capture(model, ids, [name])
     return acts[name][0], token_strings(model, corpus.sequences)[0]
