@@ -1,5 +1,13 @@
-"""Figures of the mechanism analyses: MLP activation flow, top neurons, SVD spectrum, token alignment,
-intervention perplexities and regeneration. Each function takes a result record and returns a plotly figure."""
+"""Figures of ``mi-massive intervene``: perplexity per condition and the regeneration profiles.
+
+>>> import mi_massive as mm
+>>> from mi_massive.analyses.intervene import intervene, split_corpus
+>>> from mi_massive.core.corpus import builtin_corpus
+>>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+>>> ev, cal = split_corpus(builtin_corpus(model, n_samples=4, seq_len=16, prepend_bos=True), 2)
+>>> sorted(figures(intervene(model, ev, cal, n_control=1, variants=("one",), n_boot=20)))
+['intervene_ppl', 'intervene_regeneration']
+"""
 
 from __future__ import annotations
 
@@ -14,9 +22,9 @@ def ppl_figure(result) -> go.Figure:
     """Perplexity per condition with bootstrap 95% CIs over chunks (log y)."""
     rows = result.table
     fig = go.Figure(go.Bar(
-        x=[r["condition"] for r in rows], y=[r["ppl"] for r in rows],
-        error_y=dict(type="data", array=[r["ci95"][1] - r["ppl"] for r in rows],
-                     arrayminus=[r["ppl"] - r["ci95"][0] for r in rows]),
+        x=[r.condition for r in rows], y=[r.ppl for r in rows],
+        error_y=dict(type="data", array=[r.ci95[1] - r.ppl for r in rows],
+                     arrayminus=[r.ppl - r.ci95[0] for r in rows]),
     ))
     fig.update_layout(title=f"{_model_name(result)}: perplexity under interventions at block {result.first_layer} "
                             f"(dims {result.dims})", yaxis_type="log", yaxis_title="perplexity",
@@ -27,15 +35,20 @@ def ppl_figure(result) -> go.Figure:
 def regeneration_figure(result) -> go.Figure:
     """Mean |h| at the massive entries per block: clean, after zeroing at one layer, and what each block
     computes when the value is zeroed at every layer (regeneration)."""
-    layers = result.evaluation["regeneration_layers"]
+    layers = result.evaluation.regeneration_layers
     fig = go.Figure()
     show = {"original": "post", "zero (one layer)": "post", "zero (every layer)": "pre", "mean (every layer)": "pre"}
     for run in result.runs:
-        if run["name"] in show:
-            for cls, prof in run["regeneration"].items():
-                kind = show[run["name"]]
-                fig.add_trace(go.Scatter(x=layers, y=prof[kind], mode="lines+markers",
-                                         name=f"{run['name']} [{cls}, {kind}-edit]"))
+        if run.name in show:
+            kind = show[run.name]
+            for cls, prof in run.regeneration.items():
+                fig.add_trace(go.Scatter(x=layers, y=getattr(prof, kind), mode="lines+markers",
+                                         name=f"{run.name} [{cls}, {kind}-edit]"))
     fig.update_layout(title="regeneration: mean |h| at the massive entries per block", xaxis_title="block",
                       yaxis_title="|h|", yaxis_type="log", template="plotly_white")
     return fig
+
+
+def figures(result) -> dict[str, go.Figure]:
+    """{file stem: figure} of an :class:`~mi_massive.analyses.intervene.record.InterventionResult`."""
+    return {"intervene_ppl": ppl_figure(result), "intervene_regeneration": regeneration_figure(result)}

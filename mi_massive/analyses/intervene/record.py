@@ -1,8 +1,13 @@
-"""Typed records of the mechanism analyses (``mlp.json``, ``svd.json``, ``tokens.json``, ``intervene.json``).
+"""The record of ``mi-massive intervene`` (``intervene.json``): typed, loadable, with units per field.
 
-Each result is a dataclass with ``provenance`` (model, corpus, options, versions) first; ``save`` writes
-it atomically as JSON and ``load`` reads the plain dict back. Units are stated per field: residual
-values are in the model's own residual units, perplexities are exp(nats per token).
+>>> row = PplRow(condition="original", variant="-", ppl=260.0, ci95=[255.0, 265.0], ratio=1.0,
+...              ratio_ci95=[1.0, 1.0])
+>>> PplRow.from_dict(row.to_dict()) == row
+True
+
+Perplexities are exp(nats per token); NLL sums are in nats; residual values |h| in the model's own
+residual units. JSON keys are those of the files written before the records were typed (``class``
+is a Python keyword, so the field is ``class_``).
 """
 
 from __future__ import annotations
@@ -10,26 +15,143 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mi_massive.core.records import Record
+from mi_massive.core.records import Record, json_field
+
+
+@dataclass
+class CalibrationMean(Record):
+    """Signed mean of h_layer[t, dim] (residual units) over ``n`` calibration massive positions of one class."""
+
+    layer: int
+    class_: str = json_field("class")
+    dim: int = 0
+    mean: float = 0.0
+    n: int = 0
+
+
+@dataclass
+class Calibration(Record):
+    """Where the means come from: the calibration corpus (disjoint from the evaluation chunks), its first
+    massive block and dims, the last block where these dims are massive, near-massive dims at the first
+    block, the means, the (layer, dim) pairs that borrowed the other class's mean, the control dims per
+    seed and the size of the ordinary-dim pool they were drawn from."""
+
+    corpus: dict[str, Any]
+    first_layer: int
+    dims: list[int]
+    last_massive_layer: int
+    near_massive_dims_at_first_layer: list[int]
+    means: list[CalibrationMean]
+    missing_means: list[str]
+    control_dims: dict[str, list[int]]
+    ordinary_pool_size: int
+
+
+@dataclass
+class Evaluation(Record):
+    """The evaluation chunks: corpus, counts of massive positions (start = position 0, other), chunks
+    without any, each chunk's massive positions at the first massive block (``positions``: chunk index as
+    a string -> positions) and the blocks of the regeneration profiles."""
+
+    corpus: dict[str, Any]
+    n_chunks: int
+    n_massive_positions: int
+    n_start_positions: int
+    n_other_positions: int
+    chunks_without_massive: int
+    positions: dict[str, list[int]]
+    regeneration_layers: list[int]
+
+
+@dataclass
+class Perplexity(Record):
+    """Perplexity exp(mean NLL) with its percentile-bootstrap 95% CI over chunks, and the counts behind it."""
+
+    ppl: float
+    ci95: list[float]
+    n_chunks: int
+    n_tokens: int
+
+
+@dataclass
+class Profile(Record):
+    """Mean |h| (residual units) at the edited entries per block of ``regeneration_layers`` (None: no entry):
+    ``pre`` = what the block computed (resid_mid + mlp_out) before any edit there, ``post`` = what the next
+    block reads."""
+
+    pre: list[float | None]
+    post: list[float | None]
+
+
+@dataclass
+class Regeneration(Profile):
+    """:class:`Profile` of one position class over all massive dims, and per dim (``per_dim``: dim as a string)."""
+
+    per_dim: dict[str, Profile] = field(default_factory=dict)
+
+
+@dataclass
+class InterventionRun(Record):
+    """One condition over the evaluation chunks.
+
+    ``mode``: none / zero / mean; ``variant``: ``one`` (first massive block only), ``every`` (every massive
+    block) or ``-``; ``layers``/``dims``: what was edited; ``nll_sums`` (nats) and ``counts`` (scored tokens)
+    per chunk; ``ppl``; ``regeneration`` per position class; ``n_edited``: entries edited;
+    ``ratio_to_original``: [PPL ratio, 95% CI low, high] (paired bootstrap over chunks).
+    """
+
+    name: str
+    mode: str
+    variant: str
+    layers: list[int]
+    dims: list[int]
+    ppl: Perplexity
+    nll_sums: list[float]
+    counts: list[int]
+    regeneration: dict[str, Regeneration]
+    n_edited: int
+    ratio_to_original: list[float] = field(default_factory=list)
+
+
+@dataclass
+class PplRow(Record):
+    """One row of the Sun et al. Table-3-style table: perplexity [95% CI] and its ratio to the original [95% CI]."""
+
+    condition: str
+    variant: str
+    ppl: float
+    ci95: list[float]
+    ratio: float
+    ratio_ci95: list[float]
 
 
 @dataclass(repr=False)
 class InterventionResult(Record):
     """Perplexity under Sun/Owen-style interventions at the first massive layer (one layer and every layer).
 
-    ``runs``: one record per condition with the per-chunk NLL sums (nats) and scored-token counts, the
-    perplexity with a bootstrap CI over chunks, the paired ratio to ``original`` with its CI, and the
-    regeneration profile (mean |h| at the edited entries per later layer: clean, block-computed before
-    the edit, after the edit). ``calibration``: the means (per layer, position class and dim) and where
-    they come from (text disjoint from the evaluation chunks).
+    ``first_layer`` (0-based) and ``dims``: where the edit happens; ``edited_layers_all``: the blocks of
+    the "every layer" variant. ``runs``: one :class:`InterventionRun` per condition; ``table``: one
+    :class:`PplRow` per condition (also ``to_dataframe()``); ``calibration`` (:class:`Calibration`) and
+    ``evaluation`` (:class:`Evaluation`): the two disjoint corpora and what was found in them.
     """
 
     provenance: dict[str, Any]
     first_layer: int
     dims: list[int]
     edited_layers_all: list[int]
-    calibration: dict[str, Any]
-    evaluation: dict[str, Any]
-    runs: list[dict[str, Any]]
-    table: list[dict[str, Any]]
+    calibration: Calibration
+    evaluation: Evaluation
+    runs: list[InterventionRun]
+    table: list[PplRow]
     notes: list[str] = field(default_factory=list)
+
+    _table = "table"
+
+    def run(self, name: str) -> InterventionRun:
+        """The run called ``name`` (e.g. ``"original"``, ``"zero (one layer)"``)."""
+        for r in self.runs:
+            if r.name == name:
+                return r
+        from mi_massive.errors import MiMassiveError
+
+        raise MiMassiveError(f"no run '{name}'; runs: {', '.join(r.name for r in self.runs)}")

@@ -1,25 +1,27 @@
-"""How ``mi-massive report`` shows interventions: record -> (section HTML, summary facts)."""
+"""How ``mi-massive report`` shows interventions: record -> (section HTML, summary facts).
+
+>>> from mi_massive.analyses.intervene.record import InterventionResult
+>>> html, facts = intervention_view(InterventionResult(provenance={}, first_layer=1, dims=[5],
+...     edited_layers_all=[1], calibration=None, evaluation=None, runs=[], table=[]))
+>>> facts
+{}
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from mi_massive.analyses.intervene.run import intervene, split_corpus
 from mi_massive.core.html import fmt, notes_html, records_table
 from mi_massive.errors import MiMassiveError
 
 
-def intervention_view(rec: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """Perplexity interventions (``intervene.json`` as a dict): the table, notes and a one-line fact."""
-    table = rec.get("table") or []
-    parts = [notes_html(rec.get("notes") or []), records_table(table)]
-    def line(row: dict[str, Any]) -> str:
-        if "condition" in row and "ppl" in row:
-            ratio = f", x{fmt(row['ratio'], 3)} of the original" if row.get("ratio") is not None else ""
-            return f"{row['condition']} ({row.get('variant', '-')}): PPL {fmt(row['ppl'], 4)}{ratio}"
-        return ", ".join(f"{k} {fmt(v)}" for k, v in list(row.items())[:3])
-
-    fact = "; ".join(line(row) for row in table[:5])
+def intervention_view(rec) -> tuple[str, dict[str, str]]:
+    """Perplexity interventions (an :class:`~mi_massive.analyses.intervene.record.InterventionResult`): the
+    table, the notes and a one-line fact for the summary (PPL per condition and its ratio to the original)."""
+    table = [row.to_dict() for row in rec.table]
+    parts = [notes_html(rec.notes or []), records_table(table)]
+    fact = "; ".join(f"{row.condition} ({row.variant}): PPL {fmt(row.ppl, 4)}"
+                     + (f", x{fmt(row.ratio, 3)} of the original" if row.ratio is not None else "")
+                     for row in rec.table[:5])
     return "\n".join(parts), ({"removal": f"Interventions (perplexity): {fact}."} if fact else {})
 
 

@@ -27,10 +27,12 @@ from mi_massive.core.perplexity import chunk_nll, paired_ratio_ci, ppl_with_ci
 from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect, sequence_stats
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.core.hooks.intervention import OTHER, START, control_dims, entry_edit, layer_hooks, position_class
+from mi_massive.core.hooks.intervention import control_dims, entry_edit, layer_hooks
 from mi_massive.analyses.scan.run import scan
 from mi_massive.core.io import provenance
-from mi_massive.analyses.intervene.record import InterventionResult
+from mi_massive.analyses.intervene.record import (Calibration, Evaluation, InterventionResult, InterventionRun,
+                                                  PplRow)
+from mi_massive.core.names import OTHER, START, act_name, act_pattern, position_class
 from mi_massive.analyses.scan.record import ScanResult
 from mi_massive.core.engine import iter_corpus
 
@@ -93,7 +95,7 @@ def _batch_coords(indices: range, coords: Coords) -> list[tuple[int, int]]:
 def calibration_means(model, corpus: Corpus, coords: Coords, dims: Sequence[int], layers: Sequence[int], *,
                       batch_size: int = 4) -> dict[tuple[int, str, int], tuple[float, int]]:
     """Signed mean of h_l[t, d] over the calibration massive positions x ``dims``: {(layer, class, dim): (mean, n)}."""
-    names = [f"blocks.{l}.hook_resid_post" for l in layers]
+    names = [act_name("resid_post", l) for l in layers]
     sums: dict[tuple[int, str, int], float] = defaultdict(float)
     counts: dict[tuple[int, str, int], int] = defaultdict(int)
     for indices, _ids, _mask, _lg, acts in iter_corpus(model, corpus, names, batch_size=batch_size,
@@ -125,7 +127,7 @@ def _means_for_layer(means: dict[tuple[int, str, int], tuple[float, int]], layer
 def _capture_names(layers: Sequence[int]) -> list[str]:
     names = []
     for l in layers:
-        names += [f"blocks.{l}.hook_resid_mid", f"blocks.{l}.hook_mlp_out", f"blocks.{l}.hook_resid_post"]
+        names += [act_name("resid_mid", l), act_name("mlp_out", l), act_name("resid_post", l)]
     return names
 
 
@@ -138,8 +140,8 @@ class _Regen:
 
     def add(self, acts: dict[str, torch.Tensor], layers: Sequence[int], entries: list[tuple[int, int, int]]) -> None:
         for l in layers:
-            post = acts[f"blocks.{l}.hook_resid_post"]
-            pre = acts[f"blocks.{l}.hook_resid_mid"] + acts[f"blocks.{l}.hook_mlp_out"]
+            post = acts[act_name("resid_post", l)]
+            pre = acts[act_name("resid_mid", l)] + acts[act_name("mlp_out", l)]
             for row, pos, d in entries:
                 cls = position_class(pos)
                 for kind, t in (("pre", pre), ("post", post)):
@@ -185,7 +187,7 @@ def _eval_run(model, corpus: Corpus, coords: Coords, dims_by_layer: dict[int, li
                                                          batch_size=batch_size, fwd_hooks=hooks,
                                                          need_logits=True, progress=label):
         if detect_at is not None:
-            coords.update(_detect_positions(acts[f"blocks.{detect_at[0]}.hook_resid_post"], mask, indices,
+            coords.update(_detect_positions(acts[act_name("resid_post", detect_at[0])], mask, indices,
                                             massive_dims, detect_at[1], detect_at[2]))
         s, c = chunk_nll(logits, ids, mask)
         nll_sums += s
@@ -223,7 +225,26 @@ def intervene(
     n_boot: int = 2000,
     options: dict[str, Any] | None = None,
 ) -> InterventionResult:
-    """Run the whole intervention study (see the module docstring); returns an :class:`InterventionResult`."""
+    """Run the whole intervention study (see the module docstring); returns an :class:`InterventionResult`.
+
+    >>> import mi_massive as mm
+    >>> from mi_massive.core.corpus import builtin_corpus
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> ev, cal = split_corpus(builtin_corpus(model, n_samples=4, seq_len=16, prepend_bos=True), 2)
+    >>> r = intervene(model, ev, cal, n_control=1, variants=("one",), n_boot=50)
+    >>> r.first_layer, r.dims, r.evaluation.n_start_positions
+    (1, [5], 2)
+    >>> r.to_dataframe()["condition"].tolist()[:3]
+    ['original', 'zero (one layer)', 'mean (one layer)']
+    >>> r.run("zero (one layer)").regeneration["start"].post[0]  # |h| at the zeroed entry, block 1
+    0.0
+
+    ``eval_corpus`` is scored; ``calib_corpus`` (disjoint windows, same BOS convention) gives the first
+    massive block L, its dims and the per-class means. ``layer`` overrides L; ``n_control`` random
+    ordinary-dim controls (seeds ``seed``, ``seed + 1``, ...); ``variants``: ``one`` (edit block L) and/or
+    ``every`` (every block where the dims are massive). Perplexities are exp(nats per token) with
+    ``n_boot``-resample bootstrap CIs over chunks.
+    """
     check_disjoint(eval_corpus, calib_corpus)
     for v in variants:
         if v not in ("one", "every"):
@@ -268,7 +289,8 @@ def intervene(
     n_start = sum(1 for p in coords.values() for q in p if q == 0)
     evaluation = {"corpus": eval_corpus.describe(), "n_chunks": len(eval_corpus), "n_massive_positions": n_pos,
                   "n_start_positions": n_start, "n_other_positions": n_pos - n_start,
-                  "chunks_without_massive": len(eval_corpus) - len(coords), "positions": coords,
+                  "chunks_without_massive": len(eval_corpus) - len(coords),
+                  "positions": {str(s): p for s, p in coords.items()},
                   "regeneration_layers": regen_layers}
     calibration = {
         "corpus": calib_corpus.describe(), "first_layer": L, "dims": dims, "last_massive_layer": last,
@@ -278,7 +300,7 @@ def intervene(
         "ordinary_pool_size": len(pool),
     }
     opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "n_control": n_control, "seed": seed,
-            "variants": list(variants), "n_boot": n_boot, "hook": "blocks.L.hook_resid_post", **(options or {})}
+            "variants": list(variants), "n_boot": n_boot, "hook": act_pattern("resid_post"), **(options or {})}
     notes = [
         "Positions are each evaluation chunk's own massive positions at the first massive layer (clean run); "
         "means are per layer, position class and dim over calibration text disjoint from the evaluation chunks.",
@@ -293,8 +315,10 @@ def intervene(
                      f"under calibration.missing_means): those entries use the other class's mean; "
                      f"{used} evaluation position(s) needed it.")
     return InterventionResult(provenance=provenance(model, eval_corpus, seed=seed, options=opts), first_layer=L,
-                              dims=dims, edited_layers_all=all_layers, calibration=calibration, evaluation=evaluation,
-                              runs=runs, table=table, notes=notes)
+                              dims=dims, edited_layers_all=all_layers, calibration=Calibration.from_dict(calibration),
+                              evaluation=Evaluation.from_dict(evaluation),
+                              runs=[InterventionRun.from_dict(r) for r in runs],
+                              table=[PplRow.from_dict(r) for r in table], notes=notes)
 
 
 def ppl_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -17,7 +17,8 @@ from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.io import provenance
-from mi_massive.analyses.mlp.record import MlpResult
+from mi_massive.analyses.mlp.record import Checkpoint, Contributions, MassiveToken, MlpResult, ReconstructionCheck
+from mi_massive.core.names import act_name
 from mi_massive.core.engine import iter_corpus
 
 
@@ -28,16 +29,16 @@ def is_gated(model) -> bool:
 
 def checkpoint_hooks(model, layer: int) -> list[tuple[str, str]]:
     """(label, hook name) of each MLP checkpoint of block ``layer``, in data-flow order."""
-    p = f"blocks.{layer}."
     gated = is_gated(model)
-    out = [("MLP input, normalised (ln2.hook_normalized)", p + "ln2.hook_normalized"),
-           ("MLP input, after gain (ln2.hook_out)", p + "ln2.hook_out")]
+    out = [("MLP input, normalised (ln2.hook_normalized)", act_name("ln2_normalized", layer)),
+           ("MLP input, after gain (ln2.hook_out)", act_name("ln2_out", layer))]
     if gated:
-        out += [("gate pre-activation (mlp.hook_pre)", p + "mlp.hook_pre"),
-                ("up projection (mlp.hook_pre_linear)", p + "mlp.hook_pre_linear")]
+        out += [("gate pre-activation (mlp.hook_pre)", act_name("pre", layer)),
+                ("up projection (mlp.hook_pre_linear)", act_name("pre_linear", layer))]
     else:
-        out += [("pre-activation (mlp.hook_pre)", p + "mlp.hook_pre")]
-    out += [("post-activation (mlp.hook_post)", p + "mlp.hook_post"), ("MLP output (hook_mlp_out)", p + "hook_mlp_out")]
+        out += [("pre-activation (mlp.hook_pre)", act_name("pre", layer))]
+    out += [("post-activation (mlp.hook_post)", act_name("post", layer)),
+            ("MLP output (hook_mlp_out)", act_name("mlp_out", layer))]
     return out
 
 
@@ -68,7 +69,7 @@ class LayerCapture:
 def capture_layer(model, corpus: Corpus, layer: int, names: Sequence[str], *, batch_size: int = 8,
                   abs_threshold: float = ABS_THRESHOLD, rel_threshold: float = REL_THRESHOLD) -> LayerCapture:
     """Capture ``names`` and ``blocks.{layer}.hook_resid_post`` over ``corpus``; flag massive entries."""
-    resid = f"blocks.{layer}.hook_resid_post"
+    resid = act_name("resid_post", layer)
     wanted = list(dict.fromkeys([*names, resid]))
     parts: dict[str, list[torch.Tensor]] = {n: [] for n in wanted}
     seqs, poss, toks, flags = [], [], [], []
@@ -110,7 +111,7 @@ def resolve_layer(model, corpus: Corpus, layer: int | None, *, batch_size: int =
 
 def resolve_dim(cap: LayerCapture, dim: int | None) -> int:
     """``dim`` if given, else the residual dim holding the largest |block output| at this layer."""
-    h = cap.acts[f"blocks.{cap.layer}.hook_resid_post"]
+    h = cap.acts[act_name("resid_post", cap.layer)]
     if dim is not None:
         if not 0 <= dim < h.shape[1]:
             raise MiMassiveError(f"--dim {dim} out of range: d_model is {h.shape[1]}")
@@ -124,7 +125,7 @@ def massive_tokens(cap: LayerCapture, dim: int) -> Bool[torch.Tensor, "tok"]:
     flag = cap.massive[:, dim]
     if flag.any():
         return flag
-    h = cap.acts[f"blocks.{cap.layer}.hook_resid_post"][:, dim]
+    h = cap.acts[act_name("resid_post", cap.layer)][:, dim]
     out = torch.zeros_like(flag)
     out[h.abs().argmax()] = True
     return out
@@ -132,7 +133,7 @@ def massive_tokens(cap: LayerCapture, dim: int) -> Bool[torch.Tensor, "tok"]:
 
 def token_table(model, cap: LayerCapture, rows: Bool[torch.Tensor, "tok"], dim: int, limit: int = 20) -> list[dict]:
     """(sequence, position, token, h[dim]) of the flagged rows (first ``limit``)."""
-    h = cap.acts[f"blocks.{cap.layer}.hook_resid_post"][:, dim]
+    h = cap.acts[act_name("resid_post", cap.layer)][:, dim]
     idx = torch.nonzero(rows).flatten()[:limit].tolist()
     return [{"sequence": int(cap.seq[i]), "position": int(cap.pos[i]), "token": model.tokenizer.decode([int(cap.token_id[i])]),
              "value": float(h[i])} for i in idx]
@@ -143,7 +144,18 @@ def mlp_internals(model, corpus: Corpus, *, layer: int | None = None, dim: int |
                   options: dict[str, Any] | None = None) -> MlpResult:
     """Checkpoint statistics and per-neuron contributions of block ``layer``'s MLP to residual ``dim``.
 
-    ``layer`` defaults to the first massive block of the corpus, ``dim`` to the largest massive dim there.
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> r = mlp(model, mm.text_corpus(model, "The cat sat on the mat.", prepend_bos=True))
+    >>> r.layer, r.dim, round(r.check.massive_mlp_out_mean)
+    (1, 5, 3000)
+    >>> r.contributions.n_neurons_50, list(r.to_dataframe().columns[:3])
+    (1, ['neuron', 'massive', 'w_out'])
+
+    ``layer`` (0-based) defaults to the first massive block of the corpus, ``dim`` to the residual dim
+    with the largest |block output| there. Contributions c[t, n] = hook_post[t, n] * W_out[n, dim] and
+    the MLP output are in residual units; ``n_neurons_50`` counts the neurons carrying 50% of the
+    massive token's MLP output (here one planted neuron writes all 3000).
     """
     L = resolve_layer(model, corpus, layer, batch_size=batch_size, abs_threshold=abs_threshold,
                       rel_threshold=rel_threshold)
@@ -157,25 +169,29 @@ def mlp_internals(model, corpus: Corpus, *, layer: int | None = None, dim: int |
         notes.append(f"dim {d} is not massive at block {L} in this corpus; 'massive token' = the token with the "
                      f"largest |h[{d}]|")
     checkpoints = [{"label": label, "hook": name, **checkpoint_stats(cap.acts[name], is_m)} for label, name in cps]
-    p = f"blocks.{L}."
-    post, out = cap.acts[p + "mlp.hook_post"], cap.acts[p + "hook_mlp_out"]
+    post, out = cap.acts[act_name("post", L)], cap.acts[act_name("mlp_out", L)]
     w_col = model.W_out[L, :, d].detach().float()
     bias = float(b_out(model, L)[d])
     contrib = neuron_contributions(post, w_col)
-    extra = {"pre": cap.acts[p + "mlp.hook_pre"]}
+    extra = {"pre": cap.acts[act_name("pre", L)]}
     if is_gated(model):
-        extra["up"] = cap.acts[p + "mlp.hook_pre_linear"]
+        extra["up"] = cap.acts[act_name("pre_linear", L)]
     summary = contribution_summary(contrib, is_m, post, w_col, extra=extra, k=top_k)
     recon = contrib.sum(1) + bias
     err = (recon - out[:, d]).abs()
     check = {"b_out": bias, "max_abs_error": float(err.max()),
              "max_rel_error_massive": float((err[is_m] / out[is_m, d].abs().clamp_min(1e-30)).max()),
              "massive_mlp_out_mean": float(out[is_m, d].mean()),
-             "massive_resid_post_mean": float(cap.acts[p + "hook_resid_post"][is_m, d].mean())}
+             "massive_resid_post_mean": float(cap.acts[act_name("resid_post", L)][is_m, d].mean())}
     share = check["massive_mlp_out_mean"] / check["massive_resid_post_mean"] if check["massive_resid_post_mean"] else None
     check["mlp_share_of_resid"] = share
     opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "top_k": top_k, **(options or {})}
     return MlpResult(provenance=provenance(model, corpus, options=opts), layer=L, dim=d, gated=is_gated(model),
-                     massive_tokens=token_table(model, cap, is_m, d), checkpoints=checkpoints, contributions=summary,
-                     check=check, notes=notes)
+                     massive_tokens=[MassiveToken.from_dict(t) for t in token_table(model, cap, is_m, d)],
+                     checkpoints=[Checkpoint.from_dict(c) for c in checkpoints],
+                     contributions=Contributions.from_dict(summary), check=ReconstructionCheck.from_dict(check),
+                     notes=notes)
+
+
+mlp = mlp_internals
 

@@ -13,26 +13,39 @@ from mi_massive.analyses.svd.linalg import (cosine, input_rank1_share, oriented_
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.analyses.mlp.run import b_out, capture_layer, resolve_dim, resolve_layer
 from mi_massive.core.io import provenance
-from mi_massive.analyses.svd.record import SvdResult
-
-CLASSES = ("start", "other")
+from mi_massive.analyses.svd.record import Alignment, Regression, Spectrum, SvdResult
+from mi_massive.core.names import OTHER, START, act_name
 
 
 def svd_analysis(model, corpus: Corpus, *, layer: int | None = None, dim: int | None = None, n_boot: int = 1000,
                  seed: int = 0, batch_size: int = 8, max_points: int = 3000, abs_threshold: float = ABS_THRESHOLD,
                  rel_threshold: float = REL_THRESHOLD, options: dict[str, Any] | None = None) -> SvdResult:
     """Spectrum of ``W_out[layer]`` (oriented for ``dim``), token alignment with u_1 and the per-class regression
-    of y = mlp_out[t, dim] - b_out[dim] on h_t . u_1 (start = position 0, other = later positions)."""
+    of y = mlp_out[t, dim] - b_out[dim] on h_t . u_1 (start = position 0, other = later positions).
+
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> r = svd(model, mm.text_corpus(model, "The cat sat on the mat.", prepend_bos=True), n_boot=20)
+    >>> r.layer, r.dim, r.spectrum.vt0_dim >= 0
+    (1, 5, True)
+    >>> r.regression.fits["start"].r2 is None  # position 0 is always BOS: one input, nothing to regress
+    True
+
+    ``layer`` (0-based) defaults to the first massive block, ``dim`` to the largest |block output| dim
+    there. Singular values are in W_out's units; h . u_1 in neuron-activation units; y in residual
+    units. ``n_boot`` bootstrap resamples give the R^2 CI; ``max_points`` (h . u_1, y) pairs per class
+    are kept for the figure.
+    """
     L = resolve_layer(model, corpus, layer, batch_size=batch_size, abs_threshold=abs_threshold,
                       rel_threshold=rel_threshold)
-    p = f"blocks.{L}."
-    cap = capture_layer(model, corpus, L, [p + "mlp.hook_post", p + "hook_mlp_out"], batch_size=batch_size,
+    post_name, out_name = act_name("post", L), act_name("mlp_out", L)
+    cap = capture_layer(model, corpus, L, [post_name, out_name], batch_size=batch_size,
                         abs_threshold=abs_threshold, rel_threshold=rel_threshold)
     d = resolve_dim(cap, dim)
     svd = oriented_svd(model.W_out[L].detach(), d)
     spec = spectrum_stats(svd)
-    h = cap.acts[p + "mlp.hook_post"]
-    y = (cap.acts[p + "hook_mlp_out"][:, d] - b_out(model, L)[d]).double().numpy()
+    h = cap.acts[post_name]
+    y = (cap.acts[out_name][:, d] - b_out(model, L)[d]).double().numpy()
     u1 = svd.U[:, 0]
     proj = (h.double() @ u1).numpy()
     cos = cosine(h, u1).numpy()
@@ -42,7 +55,7 @@ def svd_analysis(model, corpus: Corpus, *, layer: int | None = None, dim: int | 
     fits: dict[str, Any] = {}
     points: dict[str, Any] = {}
     tok = model.tokenizer
-    for cls, sel in (("start", start), ("other", ~start)):
+    for cls, sel in ((START, start), (OTHER, ~start)):
         if not sel.any():
             continue
         n_distinct = len({tuple(r) for r in np.round(h[torch.from_numpy(sel)].numpy(), 5).tolist()}) if sel.sum() <= 5000 \
@@ -71,7 +84,11 @@ def svd_analysis(model, corpus: Corpus, *, layer: int | None = None, dim: int | 
     ] + [f["verdict"] for f in fits.values()]
     opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "n_boot": n_boot, "seed": seed,
             **(options or {})}
-    return SvdResult(provenance=provenance(model, corpus, seed=seed, options=opts), layer=L, dim=d, spectrum=spec,
-                     alignment=alignment, regression={"fits": fits, "points": points,
-                                                      "target": f"mlp_out[t, {d}] - b_out[{d}] (signed)",
-                                                      "regressor": "hook_post[t] . u_1"}, notes=notes)
+    regression = {"fits": fits, "points": points, "target": f"mlp_out[t, {d}] - b_out[{d}] (signed)",
+                  "regressor": "hook_post[t] . u_1"}
+    return SvdResult(provenance=provenance(model, corpus, seed=seed, options=opts), layer=L, dim=d,
+                     spectrum=Spectrum.from_dict(spec), alignment=Alignment.from_dict(alignment),
+                     regression=Regression.from_dict(regression), notes=notes)
+
+
+svd = svd_analysis

@@ -1,5 +1,12 @@
-"""Figures of the mechanism analyses: MLP activation flow, top neurons, SVD spectrum, token alignment,
-intervention perplexities and regeneration. Each function takes a result record and returns a plotly figure."""
+"""Figure of ``mi-massive tokens``: the four per-word-type metrics, function vs content words.
+
+>>> import mi_massive as mm
+>>> from mi_massive.analyses.tokens import tokens
+>>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+>>> r = tokens(model, mm.text_corpus(model, "The cat sat.", prepend_bos=True), n_boot=10)
+>>> sorted(figures(r))
+['tokens_words']
+"""
 
 from __future__ import annotations
 
@@ -7,18 +14,19 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 
-def _model_name(result) -> str:
-    return result.provenance.get("model", {}).get("name", "model")
-
-
 def word_metric_figure(result) -> go.Figure:
     """Box plots of the four per-word-type metrics, function vs content words."""
-    per_word = result.words.get("per_word", [])
-    metrics = result.words.get("metric_names", [])
+    per_word = result.words.per_word
+    metrics = result.words.metric_names
     fig = make_subplots(rows=1, cols=max(1, len(metrics)), subplot_titles=metrics)
     for i, m in enumerate(metrics):
         for group in ("function", "content"):
-            vals = [w[m] for w in per_word if w["group"] == group and w.get(m) is not None]
+            vals = [getattr(w, m) for w in per_word if w.group == group and getattr(w, m) is not None]
             fig.add_trace(go.Box(y=vals, name=group, showlegend=i == 0), row=1, col=i + 1)
     fig.update_layout(title=f"block {result.layer}: function vs content word types", template="plotly_white")
     return fig
+
+
+def figures(result) -> dict[str, go.Figure]:
+    """{file stem: figure} of a :class:`~mi_massive.analyses.tokens.record.TokensResult` (what the command writes)."""
+    return {"tokens_words": word_metric_figure(result)}

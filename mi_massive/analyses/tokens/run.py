@@ -16,7 +16,8 @@ from mi_massive.errors import MiMassiveError
 from mi_massive.analyses.mlp.run import capture_layer
 from mi_massive.analyses.scan.run import scan
 from mi_massive.core.io import provenance
-from mi_massive.analyses.tokens.record import TokensResult
+from mi_massive.analyses.tokens.record import NonInitialEntry, TokenClass, TokensResult, TopToken, WordComparison
+from mi_massive.core.names import act_name
 
 TOKEN_CLASSES = ("start", "delimiter", "other")
 
@@ -32,7 +33,17 @@ def tokens_analysis(model, corpus: Corpus, *, layer: int | None = None, occurren
                     n_boot: int = 2000, seed: int = 0, batch_size: int = 8, abs_threshold: float = ABS_THRESHOLD,
                     rel_threshold: float = REL_THRESHOLD, options: dict[str, Any] | None = None) -> TokensResult:
     """Massive-token frequencies by class over every block, and the four function/content metrics at ``layer``
-    (default: the first massive block), each word type represented by exactly ``occurrences`` random occurrences."""
+    (default: the first massive block), each word type represented by exactly ``occurrences`` random occurrences.
+
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> r = tokens(model, mm.text_corpus(model, "The cat sat on the mat.", prepend_bos=True), n_boot=20)
+    >>> r.to_dataframe()[["class", "n_massive"]].values.tolist()
+    [['start', 1], ['delimiter', 0], ['other', 0]]
+
+    Rates are fractions with Wilson 95% CIs; ``words`` compares function and content word types on
+    ``k`` components of W_out (effect sizes unitless, ``n_boot`` bootstrap resamples for their CIs).
+    """
     if occurrences < 2:
         raise MiMassiveError("--occurrences must be at least 2 (stability needs pairs)")
     res = scan(model, corpus, abs_threshold=abs_threshold, rel_threshold=rel_threshold, batch_size=batch_size,
@@ -69,9 +80,9 @@ def tokens_analysis(model, corpus: Corpus, *, layer: int | None = None, occurren
     # ---- function vs content words at block L
     dims_L = Counter(e.dim for e in res.massive if e.layer == L)
     d = dims_L.most_common(1)[0][0] if dims_L else int(np.argmax(res.layer(L).dim_max))
-    cap = capture_layer(model, corpus, L, [f"blocks.{L}.mlp.hook_post"], batch_size=batch_size,
+    cap = capture_layer(model, corpus, L, [act_name("post", L)], batch_size=batch_size,
                         abs_threshold=abs_threshold, rel_threshold=rel_threshold)
-    H = cap.acts[f"blocks.{L}.mlp.hook_post"]
+    H = cap.acts[act_name("post", L)]
     row_of = {(int(s), int(p)): i for i, (s, p) in enumerate(zip(cap.seq.tolist(), cap.pos.tolist()))}
     svd = oriented_svd(model.W_out[L].detach(), d)
     k = min(k, svd.U.shape[1])
@@ -115,8 +126,14 @@ def tokens_analysis(model, corpus: Corpus, *, layer: int | None = None, occurren
     conclusion = _conclusion(classes, non_initial, tests, sentences, tok_level, trigger, start_cos)
     opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "occurrences": occurrences, "k": k,
             "n_boot": n_boot, "seed": seed, **(options or {})}
-    return TokensResult(provenance=provenance(model, corpus, seed=seed, options=opts), layer=L, classes=classes,
-                        top_tokens=top_tokens, non_initial=non_initial[:200], words=words, conclusion=conclusion)
+    return TokensResult(provenance=provenance(model, corpus, seed=seed, options=opts), layer=L,
+                        classes=[TokenClass.from_dict(c) for c in classes],
+                        top_tokens=[TopToken.from_dict(t) for t in top_tokens],
+                        non_initial=[NonInitialEntry.from_dict(e) for e in non_initial[:200]],
+                        words=WordComparison.from_dict(words), conclusion=conclusion)
+
+
+tokens = tokens_analysis
 
 
 def _conclusion(classes, non_initial, tests, sentences, tok_level, trigger, start_cos) -> list[str]:
