@@ -24,12 +24,12 @@ RESULTS = HERE / "results" / "scan.json"
 
 MEMORY_CHILD = r"""
 import json, resource, sys, time
-from mi_massive import load_model, builtin_corpus, scan
+import mi_massive as mm
 n, L, bs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) or None
-m = load_model("smollm2-135m")
-c = builtin_corpus(m, n_samples=n, seq_len=L, seed=0)
+m = mm.load_model("smollm2-135m")
+c = mm.builtin_corpus(m, n_samples=n, seq_len=L, seed=0)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-t = time.perf_counter(); r = scan(m, c, batch_size=bs, progress=False); dt = time.perf_counter() - t
+t = time.perf_counter(); r = mm.scan(m, c, batch_size=bs, progress=False); dt = time.perf_counter() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"rss_after_load_mib": base, "peak_rss_mib": peak, "scan_seconds": dt,
                   "batch_size": bs or c.auto_batch_size(),
@@ -60,12 +60,12 @@ def bench_time(n: int, seq_len: int, batch_size: int, repeats: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from mi_massive import builtin_corpus, load_model, model_info, scan
+    import mi_massive as mm
 
-    bridge = load_model("smollm2-135m")
-    folder = model_info(bridge).extra["converted_copy"]
+    bridge = mm.load_model("smollm2-135m")
+    folder = mm.model_info(bridge).extra["converted_copy"]
     hf = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32).eval()
-    corpus = builtin_corpus(bridge, n_samples=n, seq_len=seq_len, seed=0)
+    corpus = mm.builtin_corpus(bridge, n_samples=n, seq_len=seq_len, seed=0)
     batch_size = batch_size or corpus.auto_batch_size()
 
     def hf_forward() -> None:
@@ -74,7 +74,7 @@ def bench_time(n: int, seq_len: int, batch_size: int, repeats: int) -> dict:
                 hf(ids)
 
     def run_scan() -> None:
-        scan(bridge, corpus, batch_size=batch_size, progress=False)
+        mm.scan(bridge, corpus, batch_size=batch_size, progress=False)
 
     hf_forward()  # warm-up (allocator, kernels)
     hf_times, scan_times = [], []
@@ -104,7 +104,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip", nargs="*", default=[], choices=["time", "memory", "load"])
     args = parser.parse_args()
-    from mi_massive.core.io import package_versions, utc_now, write_json
+    import mi_massive as mm
+    from mi_massive.core.io import package_versions, utc_now  # provenance of the benchmark record
 
     out: dict = {"benchmark": "scan", "model": "smollm2-135m", "created_utc": utc_now(),
                  "versions": package_versions(), "cpu_count": os.cpu_count()}
@@ -118,7 +119,7 @@ def main() -> None:
     if "time" not in args.skip:
         out["time"] = bench_time(args.n_samples, args.seq_len, args.batch_size, args.repeats)
         print("time:", json.dumps(out["time"]))
-    write_json(RESULTS, out)
+    mm.write_json(RESULTS, out)
     print(f"wrote {RESULTS}")
 
 

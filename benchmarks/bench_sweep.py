@@ -17,10 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from mi_massive.core.corpus import load_corpus
-from mi_massive.core.loading import load_model
-from mi_massive.analyses.sweep.run import head_sweep
-from mi_massive.core.io import package_versions, utc_now, write_json
+import mi_massive as mm
+from mi_massive.core.io import package_versions, utc_now  # provenance of the benchmark record
 
 OUT = Path(__file__).resolve().parent / "results" / "sweep.json"
 
@@ -37,17 +35,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     lo, hi = (int(x) for x in args.layers.split("-"))
     layers = list(range(lo, hi + 1))
-    model = load_model("smollm2-135m")
-    corpus = load_corpus(model, "builtin", n_samples=args.n_samples, seq_len=args.seq_len, seed=0, prepend_bos=False)
+    model = mm.load_model("smollm2-135m")
+    corpus = mm.load_corpus(model, "builtin", n_samples=args.n_samples, seq_len=args.seq_len, seed=0, prepend_bos=False)
     entries = [(args.entry_layer, 0, 507)]
-    head_sweep(model, corpus, entries, layers=[0], method="fast", progress=False)  # warm-up
+    mm.sweep(model, corpus, entries, layers=[0], method="fast", progress=False)  # warm-up
     timings = {}
     results = {}
     runs = {"fast": dict(method="fast"), "fast_untruncated": dict(method="fast", truncate=False),
             "naive": dict(method="naive")}
     for name, kw in runs.items():
         t0 = time.perf_counter()
-        results[name] = head_sweep(model, corpus, entries, layers=layers, progress=True, **kw)
+        results[name] = mm.sweep(model, corpus, entries, layers=layers, progress=True, **kw)
         timings[name] = time.perf_counter() - t0
         print(f"{name}: {timings[name]:.1f} s", flush=True)
     naive = torch.tensor(results["naive"].values)[layers]
@@ -70,7 +68,7 @@ def main() -> None:
                 "Timed on a shared, loaded 2-core machine: absolute times are noisy.",
         "versions": package_versions(), "created_utc": utc_now(),
     }
-    write_json(args.out, record)
+    mm.write_json(args.out, record)
     print(f"speed-up {record['speedup']:.2f}x, max relative difference {rel:.2e} -> {args.out}", flush=True)
 
 

@@ -12,10 +12,7 @@ import argparse
 
 import torch
 
-from mi_massive.core.corpus import load_corpus
-from mi_massive.core.hooks import reference_means
-from mi_massive.core.loading import load_model
-from mi_massive.analyses.sweep.run import head_sweep
+import mi_massive as mm
 
 
 def main() -> None:
@@ -29,12 +26,12 @@ def main() -> None:
     ap.add_argument("--partial", default="head_sweep.partial.json")
     ap.add_argument("--out", default="head_sweep.json")
     args = ap.parse_args()
-    model = load_model(args.model)
-    corpus = load_corpus(model, "builtin", n_samples=args.n_samples, seq_len=args.seq_len, seed=0)
+    model = mm.load_model(args.model)
+    corpus = mm.load_corpus(model, "builtin", n_samples=args.n_samples, seq_len=args.seq_len, seed=0)
     means = None
     if args.mode == "mean":
-        means = reference_means(model, corpus, [f"blocks.{l}.attn.hook_z" for l in range(model.cfg.n_layers)])
-    res = head_sweep(model, corpus, [(args.layer, 0, args.dim)], mode=args.mode, means=means,
+        means = mm.reference_means(model, corpus, [mm.act_name("z", l) for l in range(model.cfg.n_layers)])
+    res = mm.sweep(model, corpus, [(args.layer, 0, args.dim)], mode=args.mode, means=means,
                      partial_path=args.partial)
     effect = torch.tensor(res.effect)[..., 0]  # [layer, head]
     order = effect.abs().flatten().argsort(descending=True)[:10]

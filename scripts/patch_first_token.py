@@ -13,9 +13,7 @@ import argparse
 
 import torch
 
-from mi_massive.core.corpus import text_corpus
-from mi_massive.core.loading import load_model
-from mi_massive.analyses.patch.run import patch
+import mi_massive as mm
 
 
 def main() -> None:
@@ -27,9 +25,9 @@ def main() -> None:
     ap.add_argument("--corrupted", default="A weather is warm today.")
     ap.add_argument("--out", default="patch_first_token.json")
     args = ap.parse_args()
-    model = load_model(args.model)
-    clean, corrupted = (torch.tensor(text_corpus(model, t).sequences) for t in (args.clean, args.corrupted))
-    res = patch(model, clean, corrupted, metric=f"entry:{args.layer}:0:{args.dim}", components=["resid_pre"])
+    model = mm.load_model(args.model)
+    clean, corrupted = (torch.tensor(mm.text_corpus(model, t).sequences) for t in (args.clean, args.corrupted))
+    res = mm.patch(model, clean, corrupted, metric=f"entry:{args.layer}:0:{args.dim}", components=["resid_pre"])
     grid = torch.tensor(res.results["resid_pre"])
     print(f"clean {res.clean:.1f}  corrupted {res.corrupted:.1f}")
     for layer in range(args.layer + 1):
