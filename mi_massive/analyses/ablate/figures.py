@@ -1,4 +1,12 @@
-"""Figures of the causal experiments (plotly; saved with :func:`mi_massive.core.html.save_figure`)."""
+"""Figures of an ablation (plotly; saved with :func:`mi_massive.core.html.save_figure`).
+
+>>> import mi_massive as mm
+>>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+>>> res = mm.ablate(model, mm.text_corpus(model, "The cat sat.", prepend_bos=True), mlps=[1], n_null=0,
+...                 progress=False)
+>>> list(figures(res))
+['ablation_top1', 'ablation_p0_d5']
+"""
 
 from __future__ import annotations
 
@@ -22,3 +30,11 @@ def ablation_figure(res: AblationResult, metric: str) -> go.Figure:
     fig.update_layout(title=f"Change of {metric} under ablation (ablated - baseline)", xaxis_title="layer",
                       yaxis_title="change", template="plotly_white")
     return fig
+
+
+def figures(res: AblationResult) -> dict[str, go.Figure]:
+    """By file stem: ``ablation_top1`` and ``ablation_p{pos}_d{dim}`` per tracked entry (:func:`ablation_figure`)."""
+    out = {"ablation_top1": ablation_figure(res, "top1")}
+    for p, d in res.tracked:
+        out[f"ablation_p{p}_d{d}"] = ablation_figure(res, f"entry p{p} d{d}")
+    return out

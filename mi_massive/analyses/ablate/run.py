@@ -22,9 +22,13 @@ from mi_massive.core.stats import bootstrap_ci
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.hooks import ablation as A
+from mi_massive.core.references import reference_means, resample_donors
+from mi_massive.core.names import act_name
+from mi_massive.core.references import reference_means, resample_donors
 from mi_massive.analyses.ablate.record import AblationResult, Condition, Effect
 from mi_massive.core.io import provenance
 from mi_massive.core.engine import iter_corpus
+from mi_massive.core.names import act_name
 
 KINDS = ("heads", "attention", "mlp", "neurons")
 MIN_NULL = 20
@@ -47,8 +51,8 @@ class AblationSpec:
 
 def _hook_names(model, kind: str) -> list[str]:
     n = model.cfg.n_layers
-    name_of = {"heads": A.z_name, "attention": A.attn_out_name, "mlp": A.mlp_out_name, "neurons": A.post_name}[kind]
-    return [name_of(l) for l in range(n)]
+    kind_name = {"heads": "z", "attention": "attn_out", "mlp": "mlp_out", "neurons": "post"}[kind]
+    return [act_name(kind_name, l) for l in range(n)]
 
 
 def build_hooks(model, kind: str, targets, mode: str, means=None, donors=None) -> list:
@@ -73,7 +77,7 @@ def measure(model, corpus: Corpus, tracked: Sequence[tuple[int, int]], *,
             hooks_for: Callable[[range], list] | None = None, batch_size: int = 8) -> dict[str, np.ndarray]:
     """Per sequence: top-1 |h| and tracked entries at every block output, with the given hooks."""
     n = model.cfg.n_layers
-    names = [f"blocks.{l}.hook_resid_post" for l in range(n)]
+    names = [act_name("resid_post", l) for l in range(n)]
     out: dict[str, list[float]] = {k: [] for k in metric_keys(n, tracked)}
     for _idx, _ids, mask, _lg, acts in iter_corpus(model, corpus, names, batch_size=batch_size,
                                                     fwd_hooks=hooks_for or (), progress=False):
@@ -137,9 +141,9 @@ def run_ablations(model, corpus: Corpus, specs: Sequence[AblationSpec], *, track
         if (kind, mode) not in aux:
             names = _hook_names(model, kind)
             if mode == "mean":
-                aux[(kind, mode)] = (A.reference_means(model, reference or corpus, names, batch_size=batch_size), None)
+                aux[(kind, mode)] = (reference_means(model, reference or corpus, names, batch_size=batch_size), None)
             elif mode == "resample":
-                aux[(kind, mode)] = (None, A.resample_donors(model, corpus, names, seed=seed, batch_size=batch_size)[1])
+                aux[(kind, mode)] = (None, resample_donors(model, corpus, names, seed=seed, batch_size=batch_size)[1])
             else:
                 aux[(kind, mode)] = (None, None)
         means, donors = aux[(kind, mode)]
@@ -189,3 +193,123 @@ def run_ablations(model, corpus: Corpus, specs: Sequence[AblationSpec], *, track
     return AblationResult(provenance=provenance(model, corpus, options=opts), metrics=keys,
                           tracked=[list(t) for t in tracked], baseline={k: v.tolist() for k, v in base.items()},
                           rerun_max_abs_diff=rerun_diff, conditions=conditions)
+
+
+def parse_tracked(tracked: Any, *, option: str = "tracked") -> list[tuple[int, int]]:
+    """Tracked entries as [(position, dim)] from ``"0:5,1:7"`` or a list of pairs.
+
+    >>> parse_tracked("0:5,1:7"), parse_tracked([(0, 5)])
+    ([(0, 5), (1, 7)], [(0, 5)])
+    """
+    try:
+        if isinstance(tracked, str):
+            out = [tuple(int(v) for v in item.split(":")) for item in tracked.split(",") if item]
+        else:
+            out = [tuple(int(v) for v in item) for item in tracked]
+        if not all(len(t) == 2 for t in out):
+            raise ValueError
+    except (ValueError, TypeError) as err:
+        raise MiMassiveError(f"{option} takes 'pos:dim,...', got '{tracked}'") from err
+    return out  # type: ignore[return-value]
+
+
+def build_specs(model, corpus: Corpus, *, heads: Any = None, mlps: Any = None, neurons: Any = None,
+                top_k: int | None = None, bottom_k: int | None = None, all_heads: bool = False,
+                all_mlps: bool = False, mode: str = "zero", scan_result=None, batch_size: int = 8) -> list[AblationSpec]:
+    """The conditions :func:`ablate` runs, in this order: ``heads``, the ``top_k`` / ``bottom_k`` sink
+    heads (scored by :func:`mi_massive.analyses.heads.run.heads` on ``corpus``), every attention
+    sublayer, every MLP, the ``mlps`` layers together, the ``neurons``.
+
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> corpus = mm.text_corpus(model, "The cat sat.", prepend_bos=True)
+    >>> [(s.name, s.kind, s.targets) for s in build_specs(model, corpus, heads="L1H0,L1H2", mlps="1")]
+    [('heads L1H0,L1H2', 'heads', [(1, 0), (1, 2)]), ('MLP 1', 'mlp', [1])]
+    """
+    from mi_massive.core.targets import parse_heads
+
+    A.check_mode(mode)
+    for name, k in (("top_k", top_k), ("bottom_k", bottom_k)):
+        if k is not None and k < 1:
+            raise MiMassiveError(f"{name} must be a positive integer, got {k}")
+    head_set = parse_heads(heads) if heads is not None else None
+    if head_set is not None:
+        A.check_heads(model, head_set)
+    mlp_layers = A.check_layers(model, mlps, what="MLP layer") if mlps is not None else None
+    neuron_set = A.check_neurons(model, neurons) if neurons is not None else None
+    if not any([head_set, top_k, bottom_k, all_heads, all_mlps, mlp_layers, neuron_set]):
+        raise MiMassiveError("nothing to ablate: give heads, mlps, neurons, top_k, bottom_k, all_heads or all_mlps")
+    n = model.cfg.n_layers
+    specs = []
+    if head_set:
+        specs.append(AblationSpec("heads " + ",".join(f"L{l}H{h}" for l, h in head_set), "heads", head_set, mode))
+    if top_k or bottom_k:
+        from mi_massive.analyses.heads.run import heads as head_scores
+
+        if scan_result is None:
+            from mi_massive.analyses.scan.run import scan
+
+            scan_result = scan(model, corpus, batch_size=batch_size, progress=False)
+        scores = head_scores(model, corpus, scan_result=scan_result, batch_size=batch_size, progress=False)
+        if top_k:
+            specs.append(AblationSpec(f"top-{top_k} sink heads", "heads", scores.top_k(top_k), mode))
+        if bottom_k:
+            specs.append(AblationSpec(f"bottom-{bottom_k} sink heads", "heads", scores.bottom_k(bottom_k), mode))
+    if all_heads:
+        specs.append(AblationSpec("all attention off", "attention", list(range(n)), mode, null=False))
+    if all_mlps:
+        specs.append(AblationSpec("all MLPs off", "mlp", list(range(n)), mode, null=False))
+    if mlp_layers:
+        specs.append(AblationSpec("MLP " + ",".join(map(str, mlp_layers)), "mlp", mlp_layers, mode))
+    if neuron_set:
+        label = " ".join(f"L{l}N{x}" for l, xs in neuron_set.items() for x in xs)
+        specs.append(AblationSpec(f"neurons {label}", "neurons", neuron_set, mode))
+    return specs
+
+
+def ablate(model, corpus: Corpus, *, heads: Any = None, mlps: Any = None, neurons: Any = None,
+           top_k: int | None = None, bottom_k: int | None = None, all_heads: bool = False, all_mlps: bool = False,
+           mode: str = "zero", n_null: int = MIN_NULL, tracked: Any = None, seed: int = 0, batch_size: int = 8,
+           reference: Corpus | None = None, scan_result=None, progress: bool = True,
+           options: dict[str, Any] | None = None) -> AblationResult:
+    """Remove heads / attention sublayers / MLPs / neurons and measure the massive activations, with a null.
+
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> corpus = mm.text_corpus(model, ["The cat sat on the mat.", "A dog ran."], prepend_bos=True)
+    >>> res = mm.ablate(model, corpus, mlps=[1], n_null=0, progress=False)
+    >>> res.tracked, [c.name for c in res.conditions]
+    ([[0, 5]], ['MLP 1'])
+    >>> e = [e for e in res.conditions[0].effects if e.metric == "entry p0 d5" and e.layer == 1][0]
+    >>> round(e.baseline), e.mean < -2000
+    (3000, True)
+
+    Each argument adds one condition (:func:`build_specs`): ``heads`` (any form of
+    :func:`mi_massive.core.targets.parse_heads`: ``"L1H0,L1H2"``, ``[(1, 0)]``, ``"1.0"``) removed
+    together; ``top_k`` / ``bottom_k``: the heads with the highest / lowest sink score; ``all_heads``
+    / ``all_mlps``: every attention sublayer / MLP (no null); ``mlps``: those MLP layers together;
+    ``neurons``: ``{layer: [n, ...]}`` or ``"L1N3"``. ``mode``: ``zero``, ``mean`` (the mean over
+    ``reference``, default ``corpus``, per position class; computed on demand) or ``resample``
+    (another sequence's activation). ``n_null``: random same-size sets for the null (0 or >= 20).
+    ``tracked``: entries (position, dim) followed at every block (``"0:5,1:7"`` or pairs; default:
+    up to four massive (position, dim) of a scan of ``corpus``). Effects are ablated - baseline per
+    sequence, in the metric's units (|h| for ``top1``, signed h for ``entry p{pos} d{dim}``); see
+    :func:`run_ablations` and :class:`~mi_massive.analyses.ablate.record.AblationResult`.
+    """
+    if 0 < n_null < MIN_NULL or n_null < 0:
+        raise MiMassiveError(f"the null needs at least {MIN_NULL} random sets (or 0 to skip it), got {n_null}")
+    A.check_mode(mode)
+    if tracked is None or top_k or bottom_k:
+        if scan_result is None:
+            from mi_massive.analyses.scan.run import scan
+
+            scan_result = scan(model, corpus, batch_size=batch_size, progress=False)
+    specs = build_specs(model, corpus, heads=heads, mlps=mlps, neurons=neurons, top_k=top_k, bottom_k=bottom_k,
+                        all_heads=all_heads, all_mlps=all_mlps, mode=mode, scan_result=scan_result,
+                        batch_size=batch_size)
+    if tracked is None:
+        tracked = sorted({(p, d) for _l, p, d in scan_result.massive_coordinates()})[:4]
+    else:
+        tracked = parse_tracked(tracked)
+    return run_ablations(model, corpus, specs, tracked=tracked, n_null=n_null, seed=seed, batch_size=batch_size,
+                         reference=reference, progress=progress, options=options)

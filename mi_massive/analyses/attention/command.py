@@ -7,39 +7,35 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import echo_table, user_errors
-from mi_massive.core.cli import BosOpt, DtypeOpt, ModelOpt, load, parse_index_list
+from mi_massive.core.cli import Inputs, command, echo_table, parse_index_list
 from mi_massive.errors import MiMassiveError
 
 
-@user_errors
+@command(corpus=False, batch_size=False)
 def attention_command(
-    model: str = ModelOpt,
+    inputs: Inputs,
     text: str = typer.Option(..., "--text", help="the text whose attention is shown (token strings are escaped)"),
     layers: Optional[str] = typer.Option(None, "--layers", help="blocks to show, e.g. 11 or 5,11 or 10-12 "
                                          "(default: first massive block, the next one and the last)"),
     heads: Optional[str] = typer.Option(None, "--heads", help="heads to show, e.g. 0,3 or 0-4 (default: all)"),
-    prepend_bos: bool = BosOpt,
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="truncate the text to this many tokens"),
-    dtype: str = DtypeOpt,
     out: Path = typer.Option(..., "--out", "-o", help="output directory (attention.html, attention.json)"),
 ) -> None:
     """Write OUT/attention.html: circuitsvis head patterns, attention logits, value norms, sink shares (offline)."""
-    from mi_massive.core.loading import parse_dtype
-    from mi_massive.analyses.attention.run import attention_analysis, write_attention
+    from mi_massive.analyses.attention.run import attention, write_attention
 
     if not text.strip():
         raise MiMassiveError("--text is empty or only whitespace")
     layer_list, head_list = parse_index_list(layers, "--layers"), parse_index_list(heads, "--heads")
     if max_tokens is not None and max_tokens < 2:
         raise MiMassiveError(f"--max-tokens must be at least 2, got {max_tokens}")
-    parse_dtype(dtype)
+    inputs.check()
     if out.exists() and not out.is_dir():
         raise MiMassiveError(f"--out {out} is a file; give a directory")
-    bridge = load(model, dtype)
-    result = attention_analysis(bridge, text, layers=layer_list, heads=head_list, prepend_bos=prepend_bos,
-                                max_tokens=max_tokens)
-    written = write_attention(result, out)
+    bridge = inputs.load()
+    result = attention(bridge, text, layers=layer_list, heads=head_list, prepend_bos=inputs.prepend_bos,
+                       max_tokens=max_tokens)
+    written = write_attention(result, out)  # the page holds the figures of figures(result) and the patterns
     typer.echo(result.describe())
     echo_table(["block", "head", "share of attention to sinks"],
                [[t["layer"], t["head"], f"{t['share']:.3f}"] for t in result.top_sink_heads(5)])

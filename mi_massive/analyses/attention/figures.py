@@ -1,6 +1,6 @@
 """Attention-sink views: circuitsvis head patterns and the companion figures of Sun et al. §1.6 / Owen §2.7.
 
-Pure functions from tensors (or an :class:`~mi_massive.analyses.attention.run.AttentionResult`) to HTML
+Pure functions from tensors (or an :class:`~mi_massive.analyses.attention.record.AttentionResult`) to HTML
 fragments / plotly figures; nothing here runs a model.
 
 * :func:`attention_heads_html` - circuitsvis ``AttentionHeads`` for one layer (probabilities, [head, q, k]);
@@ -29,7 +29,7 @@ from mi_massive.core import safe_html as sh
 from mi_massive.core.html import figure_fragment, plotlyjs_script  # noqa: F401 (re-exported for pages)
 
 if TYPE_CHECKING:
-    from mi_massive.analyses.attention.run import AttentionResult
+    from mi_massive.analyses.attention.record import AttentionResult
 
 PROB_DECIMALS = 4  # attention probabilities are rounded to this many decimals in the page (keeps it small)
 MASSIVE_COLOR = "#d62728"
@@ -159,6 +159,30 @@ def sink_share_figure(share: Float[torch.Tensor, "layer head"], *, layers: Seque
 
 
 
+def figures(result: "AttentionResult") -> dict[str, go.Figure]:
+    """The plotly figures of an attention record, by file stem: ``sink_share`` (block x head),
+    ``value_norms`` (block x position) and ``attention_logits_L{L}`` per shown block.
+
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> sorted(figures(mm.attention(model, "The cat sat.", prepend_bos=True, layers=[1])))
+    ['attention_logits_L1', 'sink_share', 'value_norms']
+
+    The command writes them together, with the circuitsvis patterns, as one offline page
+    (:func:`attention_page`).
+    """
+    name = result.model_name
+    out = {"sink_share": sink_share_figure(result.sink_share, layers=result.all_layers, target=result.sink_label,
+                                           model_name=name),
+           "value_norms": value_norms_figure(result.value_norms, result.str_tokens, layers=result.all_layers,
+                                             massive_positions=result.massive_positions, model_name=name)}
+    for layer in result.layers:
+        out[f"attention_logits_L{layer}"] = attention_logits_figure(
+            result.logits_mean[layer], result.str_tokens, layer=layer, massive_positions=result.massive_positions,
+            model_name=name)
+    return out
+
+
 def token_table_html(tokens: Sequence[str], massive_positions: Sequence[int] = ()) -> str:
     """The tokens of the text as an HTML table row (escaped; massive positions highlighted)."""
     marked = set(massive_positions)
@@ -170,24 +194,20 @@ def token_table_html(tokens: Sequence[str], massive_positions: Sequence[int] = (
 
 def attention_sections(result: "AttentionResult", *, id_prefix: str = "attn") -> str:
     """The body HTML of the attention views (no bundles): tokens, per-layer circuitsvis + logits, norms, shares."""
-    name = result.model_name
+    figs = figures(result)
     parts = [f'<p class="text">Text: <code>{sh.text(result.text)}</code></p>', f"<p>{sh.text(result.describe())}</p>",
              token_table_html(result.str_tokens, result.massive_positions)]
     parts.append("<h3>Share of attention to the sink positions</h3>")
-    parts.append(figure_fragment(sink_share_figure(result.sink_share, layers=result.all_layers,
-                                                   target=result.sink_label, model_name=name)))
+    parts.append(figure_fragment(figs["sink_share"]))
     parts.append("<h3>Value-vector norms</h3>")
-    parts.append(figure_fragment(value_norms_figure(result.value_norms, result.str_tokens, layers=result.all_layers,
-                                                    massive_positions=result.massive_positions, model_name=name)))
+    parts.append(figure_fragment(figs["value_norms"]))
     for layer in result.layers:
         heads = result.heads
         parts.append(f"<h3>Block {layer}: attention patterns (heads {sh.text(', '.join(map(str, heads)))})</h3>")
         parts.append(attention_heads_html(result.patterns[layer], result.str_tokens,
                                           element_id=f"{id_prefix}-cv-{layer}",
                                           head_names=[f"L{layer}H{h}" for h in heads]))
-        parts.append(figure_fragment(attention_logits_figure(result.logits_mean[layer], result.str_tokens, layer=layer,
-                                                             massive_positions=result.massive_positions,
-                                                             model_name=name)))
+        parts.append(figure_fragment(figs[f"attention_logits_L{layer}"]))
     return "\n".join(parts)
 
 

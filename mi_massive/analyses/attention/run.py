@@ -9,78 +9,18 @@ position 0 is used and the label says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from jaxtyping import Float
 
 from mi_massive.core.corpus import Corpus, text_corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.core.io import provenance, write_json
+from mi_massive.analyses.attention.record import AttentionResult
 from mi_massive.core.engine import run_capture
-
-
-@dataclass
-class AttentionResult:
-    """Attention views of one sequence (``text``, as given or decoded). Layers are 0-based block indices; positions index ``str_tokens``.
-
-    ``patterns[L]``: probabilities [len(heads), q, k] of block L (selected heads).
-    ``logits_mean[L]``: pre-softmax logits q.k/sqrt(d_head) averaged over the selected heads [q, k];
-    entries with k > q (masked) are NaN.
-    ``value_norms``: [n_layers, pos], the L2 norm of v_t (``attn.hook_v``) averaged over KV heads.
-    ``sink_share``: [n_layers, n_heads], mean over queries q >= 1 of sum_{k in sink_positions} A[q, k]
-    (a fraction in [0, 1]; all heads, not only the selected ones).
-    ``massive_positions`` / ``massive_dims``: found by the scan of this text (empty if none).
-    """
-
-    provenance: dict[str, Any]
-    model_name: str
-    text: str
-    tokens: list[int]
-    str_tokens: list[str]
-    layers: list[int]
-    heads: list[int]
-    all_layers: list[int]
-    patterns: dict[int, torch.Tensor]
-    logits_mean: dict[int, torch.Tensor]
-    value_norms: torch.Tensor
-    sink_share: torch.Tensor
-    massive_positions: list[int]
-    massive_dims: list[int]
-    sink_positions: list[int]
-    sink_label: str
-
-    def describe(self) -> str:
-        """One sentence: what the page shows and which positions count as sinks."""
-        n = len(self.tokens)
-        dims = ", ".join(map(str, self.massive_dims)) or "none"
-        return (f"{n} tokens; blocks shown: {', '.join(map(str, self.layers))}; heads: "
-                f"{', '.join(map(str, self.heads))}. Massive dims in this text: {dims}. "
-                f"Sink positions for the attention share: {self.sink_label}.")
-
-    def top_sink_heads(self, k: int = 5) -> list[dict[str, Any]]:
-        """The ``k`` (block, head) pairs with the largest sink share."""
-        flat = self.sink_share.flatten()
-        idx = flat.topk(min(k, flat.numel())).indices.tolist()
-        n_heads = self.sink_share.shape[1]
-        return [{"layer": self.all_layers[i // n_heads], "head": i % n_heads, "share": float(flat[i])} for i in idx]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "provenance": self.provenance, "model_name": self.model_name, "text": self.text, "tokens": self.tokens,
-            "str_tokens": self.str_tokens, "layers": self.layers, "heads": self.heads, "all_layers": self.all_layers,
-            "massive_positions": self.massive_positions, "massive_dims": self.massive_dims,
-            "sink_positions": self.sink_positions, "sink_label": self.sink_label,
-            "sink_share": self.sink_share, "value_norms": self.value_norms,
-            "top_sink_heads": self.top_sink_heads(),
-            "logits_mean": {str(k): v for k, v in self.logits_mean.items()},
-            "patterns": {str(k): v for k, v in self.patterns.items()},
-        }
-
-    def save(self, path: str | Path) -> Path:
-        return write_json(path, self.to_dict())
+from mi_massive.core.io import provenance
+from mi_massive.core.names import act_name
 
 
 def _check_indices(kind: str, values: Sequence[int], size: int) -> list[int]:
@@ -126,7 +66,7 @@ def masked_head_mean(scores: Float[torch.Tensor, "head q k"]) -> Float[torch.Ten
     return mean
 
 
-def attention_analysis(
+def attention(
     model,
     text: str | Corpus,
     *,
@@ -138,6 +78,18 @@ def attention_analysis(
     rel_threshold: float | None = None,
 ) -> AttentionResult:
     """Everything the attention page shows, for one text (or the first sequence of a corpus).
+
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> res = mm.attention(model, "The cat sat on the mat.", prepend_bos=True, layers=[1, 2], heads=[0, 1])
+    >>> res.massive_positions, res.massive_dims, res.sink_label
+    ([0], [5], 'massive positions 0')
+    >>> tuple(res.patterns[1].shape), tuple(res.sink_share.shape), res.top_sink_heads(1)[0]["layer"] in (0, 1, 2)
+    ((2, 8, 8), (3, 4), True)
+
+    Returns an :class:`~mi_massive.analyses.attention.record.AttentionResult`: attention
+    probabilities and head-mean pre-softmax logits of the shown blocks, value-vector norms of every
+    block and position, and per (block, head) the share of attention (0..1) paid to the sinks.
 
     ``layers``: blocks shown with circuitsvis and the logits map (default :func:`default_layers`);
     ``heads``: heads shown there (default all). The sink share and value norms cover every block.
@@ -156,21 +108,21 @@ def attention_analysis(
     massive_positions = sorted({e.position for e in blocks})
     massive_dims = sorted({e.dim for e in blocks})
     if layers is None:
-        layers = default_layers(n_layers, scanned.summary.get("first_layer"))
+        layers = default_layers(n_layers, scanned.summary.first_layer)
     sink_positions = massive_positions or [0]
     sink_label = (f"massive positions {', '.join(map(str, massive_positions))}" if massive_positions
                   else "position 0 (no massive activation detected in this text)")
 
-    names = [f"blocks.{L}.attn.hook_pattern" for L in range(n_layers)]
-    names += [f"blocks.{L}.attn.hook_v" for L in range(n_layers)]
-    names += [f"blocks.{L}.attn.hook_attn_scores" for L in layers]
+    names = [act_name("pattern", L) for L in range(n_layers)]
+    names += [act_name("v", L) for L in range(n_layers)]
+    names += [act_name("attn_scores", L) for L in layers]
     ids = torch.tensor(corpus.sequences, dtype=torch.long)
     _, acts = run_capture(model, ids, names, check=False)
 
-    share = torch.stack([sink_share(acts[f"blocks.{L}.attn.hook_pattern"][0], sink_positions) for L in range(n_layers)])
-    norms = torch.stack([acts[f"blocks.{L}.attn.hook_v"][0].norm(dim=-1).mean(-1) for L in range(n_layers)])
-    patterns = {L: acts[f"blocks.{L}.attn.hook_pattern"][0, heads] for L in layers}
-    logits = {L: masked_head_mean(acts[f"blocks.{L}.attn.hook_attn_scores"][0, heads]) for L in layers}
+    share = torch.stack([sink_share(acts[act_name("pattern", L)][0], sink_positions) for L in range(n_layers)])
+    norms = torch.stack([acts[act_name("v", L)][0].norm(dim=-1).mean(-1) for L in range(n_layers)])
+    patterns = {L: acts[act_name("pattern", L)][0, heads] for L in layers}
+    logits = {L: masked_head_mean(acts[act_name("attn_scores", L)][0, heads]) for L in layers}
     opts = {"layers": layers, "heads": heads, "max_tokens": max_tokens, "prepend_bos": corpus.prepend_bos,
             "hooks": "attn.hook_pattern, attn.hook_v, attn.hook_attn_scores", **thresholds}
     prov = provenance(model, corpus, options=opts)
@@ -182,6 +134,9 @@ def attention_analysis(
         massive_positions=massive_positions, massive_dims=massive_dims, sink_positions=sink_positions,
         sink_label=sink_label,
     )
+
+
+attention_analysis = attention  # the name before the layout change
 
 
 def write_attention(result: AttentionResult, out: str | Path) -> list[Path]:

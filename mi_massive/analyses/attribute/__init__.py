@@ -1,6 +1,7 @@
 """``attribute``: who writes the massive entry (exact decomposition)?"""
 
 from mi_massive.analyses.attribute.command import attribute_command
+from mi_massive.analyses.attribute.figures import figures
 from mi_massive.analyses.attribute.record import AttributionResult
 from mi_massive.analyses.attribute.report import attribution_view, compute
 from mi_massive.analyses.attribute.run import attribute
@@ -13,5 +14,8 @@ ANALYSIS = Analysis(
     record=AttributionResult,
     json_name="attribution.json",
     commands={"attribute": attribute_command},
+    figures=figures,
     report=ReportHooks(section="attribution", title="Who writes the massive entry (exact attribution)", view=attribution_view, compute=compute),
 )
+
+__all__ = ["ANALYSIS", "AttributionResult", "attribute"]

@@ -7,16 +7,12 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import echo_table, user_errors
-from mi_massive.core.cli import (write_outputs, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt,
-                                   SeqLenOpt, TextOpt, load, make_corpus, validate_inputs)
+from mi_massive.core.cli import Inputs, command, echo_table, write_outputs
 
 
-@user_errors
+@command(batch_size=2)
 def attribute_command(
-    model: str = ModelOpt, text: Optional[str] = TextOpt, corpus: Optional[str] = CorpusOpt,
-    n_samples: int = NSamplesOpt, seq_len: int = SeqLenOpt, seed: int = SeedOpt, prepend_bos: bool = BosOpt,
-    dtype: str = DtypeOpt, batch_size: int = typer.Option(2, "--batch-size"),
+    inputs: Inputs,
     layer: Optional[int] = typer.Option(None, "--layer", help="block whose output holds the entry (default: "
                                         "the first massive layer of a scan)"),
     position: int = typer.Option(0, "--position", help="token position"),
@@ -25,26 +21,26 @@ def attribute_command(
     out: Path = typer.Option(..., "--out", "-o", help="output directory (attribution.json and figure)"),
 ) -> None:
     """Who writes h_L[t, d]: embeddings, every head, attention biases, every MLP, the dominant MLP's neurons."""
-    from mi_massive.errors import MiMassiveError
+    from mi_massive.analyses.attribute.figures import figures
     from mi_massive.analyses.attribute.run import attribute
     from mi_massive.core.io import prepare_out_dir
-    from mi_massive.analyses.attribute.figures import attribution_bars
+    from mi_massive.errors import MiMassiveError
 
-    validate_inputs(model, text, corpus, n_samples=n_samples, seq_len=seq_len, batch_size=batch_size, top=top)
-    bridge = load(model, dtype)
+    inputs.check(top=top)
+    bridge = inputs.load()
     if layer is not None and not 0 <= layer < bridge.cfg.n_layers:
         raise MiMassiveError(f"--layer {layer} out of range: the model has {bridge.cfg.n_layers} layers")
-    data = make_corpus(bridge, text, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
+    data = inputs.make_corpus(bridge)
     if layer is None or dim is None:
         from mi_massive.analyses.scan.run import scan
 
-        s = scan(bridge, data, batch_size=batch_size, progress=False)
-        if not s.summary["has_massive"]:
+        s = scan(bridge, data, batch_size=inputs.batch_size, progress=False).summary
+        if not s.has_massive:
             raise MiMassiveError("no massive activation found: give --layer and --dim explicitly")
-        layer = s.summary["first_layer"] if layer is None else layer
-        dim = s.summary["dims"][0]["dim"] if dim is None else dim
-    res = attribute(bridge, data, layer, position, dim, batch_size=batch_size,
-                    options={"prepend_bos": prepend_bos, "dtype": dtype})
+        layer = s.first_layer if layer is None else layer
+        dim = s.dims[0].dim if dim is None else dim
+    res = attribute(bridge, data, layer, position, dim, batch_size=inputs.batch_size,
+                    options={"prepend_bos": inputs.prepend_bos, "dtype": inputs.dtype})
     out = prepare_out_dir(out)
     typer.echo(f"h_{layer}[pos {position}, dim {dim}] = {res.residual:.3f} (mean over {len(data)} sequence(s)); "
                f"sum of terms {res.total:.3f}, relative error {res.rel_error:.1e}")
@@ -53,4 +49,4 @@ def attribute_command(
                                                        "embed", "pos_embed", "head", "attn_bias", "mlp"))])
     neurons = res.top(5, kinds=("neuron",))
     typer.echo(f"dominant MLP {res.dominant_mlp}, top neurons: " + ", ".join(f"{c.index} ({c.value:.2f})" for c in neurons))
-    write_outputs(out, "attribution.json", res, {"attribution": lambda: attribution_bars(res)})
+    write_outputs(out, "attribution.json", res, {stem: (lambda fig=fig: fig) for stem, fig in figures(res).items()})

@@ -1,4 +1,10 @@
-"""Figures of the causal experiments (plotly; saved with :func:`mi_massive.core.html.save_figure`)."""
+"""Figures of an attribution (plotly; saved with :func:`mi_massive.core.html.save_figure`).
+
+>>> import mi_massive as mm
+>>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+>>> list(figures(mm.attribute(model, mm.text_corpus(model, "The cat sat.", prepend_bos=True), 1, 0, 5)))
+['attribution']
+"""
 
 from __future__ import annotations
 
@@ -18,3 +24,8 @@ def attribution_bars(res: AttributionResult, k: int = 15) -> go.Figure:
                             f"(sum error {res.rel_error:.1e})", yaxis_title="contribution (residual units)",
                       template="plotly_white")
     return fig
+
+
+def figures(res: AttributionResult) -> dict[str, go.Figure]:
+    """By file stem: ``attribution`` (:func:`attribution_bars`)."""
+    return {"attribution": attribution_bars(res)}

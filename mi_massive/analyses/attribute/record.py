@@ -1,15 +1,16 @@
-"""Typed records of the causal experiments and their JSON form.
+"""The record of an exact attribution (``attribution.json``): every additive term of one entry.
 
-Files: ``heads.json`` (:class:`HeadScores`), ``attribution.json`` (:class:`AttributionResult`),
-``ablation.json`` (:class:`AblationResult`), ``patching.json`` (:class:`PatchingResult`),
-``sweep.json`` (:class:`SweepResult`). Every file has a top-level ``provenance``. Layers and heads
-are 0-based; residual values are signed and in residual-stream units unless a field says otherwise.
+>>> c = Contribution("head", "L0H1", 2.5, 0, 1)
+>>> (c.kind, c.label, c.value, c.layer, c.index)
+('head', 'L0H1', 2.5, 0, 1)
+
+Layers and heads are 0-based; values are signed, in residual-stream units.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mi_massive.core.records import Record
 
@@ -30,13 +31,35 @@ class Contribution:
     index: int | None = None  # head or neuron
 
 
+@dataclass
+class SequenceAttribution:
+    """The decomposition of the entry in one sequence (residual units, signed).
+
+    ``sequence``: index in the corpus; ``residual``: h_L[position, dim] of that sequence; ``total``:
+    the sum of its terms; ``rel_error``: |total - residual| / |residual|; ``dominant_mlp``: the MLP
+    layer with the largest |output| there; ``top``: its five largest terms as [label, value] pairs.
+    """
+
+    sequence: int
+    residual: float
+    total: float
+    rel_error: float
+    dominant_mlp: int | None
+    top: list[list[Any]]
+
+
 @dataclass(repr=False)
 class AttributionResult(Record):
     """Exact decomposition of h_L[sequence, position, dim] (``hook`` = ``blocks.L.hook_resid_post``).
 
     ``total`` = sum of the non-refining terms; ``rel_error`` = |total - residual| / |residual|.
     ``dominant_mlp``: the MLP layer with the largest |contribution|, decomposed per neuron.
+    ``sequence``: -1 when the reported terms are means over several sequences; ``token``: the token
+    string at ``position`` in the first sequence. ``per_sequence``: one :class:`SequenceAttribution`
+    per sequence. ``to_dataframe()``: one row per contribution (kind, label, value, layer, index).
     """
+
+    _table: ClassVar[str | None] = "contributions"
 
     provenance: dict[str, Any]
     layer: int
@@ -49,13 +72,14 @@ class AttributionResult(Record):
     rel_error: float
     dominant_mlp: int | None
     contributions: list[Contribution]
-    per_sequence: list[dict[str, Any]] = field(default_factory=list)
+    per_sequence: list[SequenceAttribution] = field(default_factory=list)
 
     def terms(self) -> list[Contribution]:
         """The terms that add up to the residual (embeddings, heads, attention biases, MLP outputs)."""
         return [c for c in self.contributions if c.kind not in ("neuron", "neuron_rest", "mlp_bias")]
 
     def top(self, k: int = 10, *, kinds: tuple[str, ...] | None = None) -> list[Contribution]:
+        """The ``k`` contributions (of the given ``kinds``) with the largest |value|."""
         pool = self.contributions if kinds is None else [c for c in self.contributions if c.kind in kinds]
         return sorted(pool, key=lambda c: -abs(c.value))[:k]
 

@@ -17,9 +17,10 @@ from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.hooks.ablation import check_layers
 from mi_massive.analyses.scan.run import token_strings
-from mi_massive.analyses.attribute.record import AttributionResult
+from mi_massive.analyses.attribute.record import AttributionResult, SequenceAttribution
 from mi_massive.core.io import provenance
 from mi_massive.core.engine import iter_corpus
+from mi_massive.core.names import EMBED_HOOK, act_name
 
 
 def _weights(model, layer: int, dim: int) -> dict[str, torch.Tensor]:
@@ -37,10 +38,10 @@ def _weights(model, layer: int, dim: int) -> dict[str, torch.Tensor]:
 def _names(model, layer: int) -> tuple[list[str], bool, bool]:
     has_embed = "hook_embed" in model.hook_dict
     has_pos = "hook_pos_embed" in model.hook_dict and model.cfg.positional_embedding_type == "standard"
-    names = ["blocks.0.hook_resid_pre", f"blocks.{layer}.hook_resid_post"]
+    names = [EMBED_HOOK, act_name("resid_post", layer)]
     names += ["hook_embed"] * has_embed + ["hook_pos_embed"] * has_pos
     for l in range(layer + 1):
-        names += [f"blocks.{l}.attn.hook_z", f"blocks.{l}.hook_mlp_out", f"blocks.{l}.mlp.hook_post"]
+        names += [act_name("z", l), act_name("mlp_out", l), act_name("post", l)]
     return names, has_embed, has_pos
 
 
@@ -48,6 +49,17 @@ def attribute(model, corpus: Corpus, layer: int, position: int, dim: int, *, bat
               top_neurons: int = 50, tolerance: float = 1e-4, options: dict[str, Any] | None = None,
               progress: bool = False) -> AttributionResult:
     """Decompose h_layer[:, position, dim] (``blocks.{layer}.hook_resid_post``) over every sequence.
+
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> res = mm.attribute(model, mm.text_corpus(model, "The cat sat.", prepend_bos=True), 1, 0, 5)
+    >>> round(res.residual), res.rel_error < 1e-4, res.top(1)[0].label
+    (3000, True, 'MLP1')
+
+    Every term (embeddings, each head through W_O, attention biases, each MLP output; the dominant
+    MLP refined into its ``top_neurons`` neurons) is signed, in residual units, the mean over
+    sequences; the terms sum to the residual (``rel_error``). See
+    :class:`~mi_massive.analyses.attribute.record.AttributionResult`.
 
     Raises :class:`~mi_massive.analyses.attribute.decompose.AttributionMismatch` if any sequence's terms do
     not sum to its residual within ``tolerance`` (relative).
@@ -66,38 +78,38 @@ def attribute(model, corpus: Corpus, layer: int, position: int, dim: int, *, bat
         for row, seq in enumerate(idx):
             def at(name, row=row):
                 return acts[name][row, position]
-            resid_pre = float(at("blocks.0.hook_resid_pre")[dim])
+            resid_pre = float(at(EMBED_HOOK)[dim])
             pos_embed = float(at("hook_pos_embed")[dim]) if has_pos else None
             embed = float(at("hook_embed")[dim]) if has_embed else resid_pre - (pos_embed or 0.0)
             item = EntryTensors(
-                residual=float(at(f"blocks.{layer}.hook_resid_post")[dim]), embed=embed, pos_embed=pos_embed,
-                z=torch.stack([at(f"blocks.{l}.attn.hook_z") for l in range(layer + 1)]), w_o=w["w_o"], b_o=w["b_o"],
-                mlp_out=torch.stack([at(f"blocks.{l}.hook_mlp_out")[dim] for l in range(layer + 1)]),
-                post=torch.stack([at(f"blocks.{l}.mlp.hook_post") for l in range(layer + 1)]),
+                residual=float(at(act_name("resid_post", layer))[dim]), embed=embed, pos_embed=pos_embed,
+                z=torch.stack([at(act_name("z", l)) for l in range(layer + 1)]), w_o=w["w_o"], b_o=w["b_o"],
+                mlp_out=torch.stack([at(act_name("mlp_out", l))[dim] for l in range(layer + 1)]),
+                post=torch.stack([at(act_name("post", l)) for l in range(layer + 1)]),
                 w_out=w["w_out"], b_out=w["b_out"],
             )
             contribs, total, rel, dominant = decompose(item, top_neurons=5, tolerance=tolerance)
             top = sorted((c for c in contribs if c.kind not in ("neuron", "neuron_rest", "mlp_bias")),
                          key=lambda c: -abs(c.value))[:5]
-            per_sequence.append({"sequence": seq, "residual": item.residual, "total": total, "rel_error": rel,
-                                 "dominant_mlp": dominant, "top": [[c.label, c.value] for c in top]})
+            per_sequence.append(SequenceAttribution(sequence=seq, residual=item.residual, total=total, rel_error=rel,
+                                                    dominant_mlp=dominant, top=[[c.label, c.value] for c in top]))
             items.append(item)
     mean = mean_tensors(items)
     contribs, total, rel, dominant = decompose(mean, top_neurons=top_neurons, tolerance=tolerance)
     str_tok = token_strings(model, [corpus.sequences[0]])[0][position]
-    opts = {"layer": layer, "position": position, "dim": dim, "hook": f"blocks.{layer}.hook_resid_post",
+    opts = {"layer": layer, "position": position, "dim": dim, "hook": act_name("resid_post", layer),
             "top_neurons": top_neurons, "tolerance": tolerance, **(options or {})}
     return AttributionResult(
         provenance=provenance(model, corpus, options=opts), layer=layer, position=position, dim=dim,
         sequence=-1 if len(items) > 1 else 0, token=str_tok, residual=mean.residual, total=total,
-        rel_error=max([rel] + [p["rel_error"] for p in per_sequence]), dominant_mlp=dominant,
+        rel_error=max([rel] + [p.rel_error for p in per_sequence]), dominant_mlp=dominant,
         contributions=contribs, per_sequence=per_sequence,
     )
 
 
 def strongest_entry(scan_result) -> tuple[int, int, int]:
     """(layer, position, dim) of the largest |value| massive entry at the first massive block."""
-    first = scan_result.summary.get("first_layer")
+    first = scan_result.summary.first_layer
     entries = [e for e in scan_result.massive if e.layer == first]
     if first is None or not entries:
         raise MiMassiveError("the scan found no massive activation to attribute")

@@ -1,4 +1,11 @@
-"""Figures of the causal experiments (plotly; saved with :func:`mi_massive.core.html.save_figure`)."""
+"""Figures of head sink scores (plotly; saved with :func:`mi_massive.core.html.save_figure`).
+
+>>> import mi_massive as mm
+>>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+>>> scores = mm.heads(model, mm.text_corpus(model, "The cat sat on the mat.", prepend_bos=True), progress=False)
+>>> list(figures(scores))
+['heads_first', 'heads_massive']
+"""
 
 from __future__ import annotations
 
@@ -16,3 +23,12 @@ def head_heatmap(scores: HeadScores, by: str = "first") -> go.Figure:
     fig.update_layout(title=f"Mean attention from queries q >= {scores.min_query} to {what}",
                       xaxis_title="head", yaxis_title="layer (0-based)", template="plotly_white")
     return fig
+
+
+def figures(scores: HeadScores) -> dict[str, go.Figure]:
+    """By file stem: ``heads_first`` (attention to position 0) and, when any sequence has massive
+    positions, ``heads_massive`` (attention to them)."""
+    out = {"heads_first": head_heatmap(scores, "first")}
+    if any(h.to_massive is not None for h in scores.heads):
+        out["heads_massive"] = head_heatmap(scores, "massive")
+    return out

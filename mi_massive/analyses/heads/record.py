@@ -1,15 +1,19 @@
-"""Typed records of the causal experiments and their JSON form.
+"""The record of head sink scores (``heads.json``): one :class:`HeadScore` per (layer, head).
 
-Files: ``heads.json`` (:class:`HeadScores`), ``attribution.json`` (:class:`AttributionResult`),
-``ablation.json`` (:class:`AblationResult`), ``patching.json`` (:class:`PatchingResult`),
-``sweep.json`` (:class:`SweepResult`). Every file has a top-level ``provenance``. Layers and heads
-are 0-based; residual values are signed and in residual-stream units unless a field says otherwise.
+>>> rec = HeadScores(provenance={}, n_layers=1, n_heads=2, min_query=1, massive_positions=[[0]],
+...                  heads=[HeadScore(0, 0, 0.9, [0.8, 1.0], 0.9, [0.8, 1.0], 1),
+...                         HeadScore(0, 1, 0.1, [0.0, 0.2], 0.1, [0.0, 0.2], 1)],
+...                  per_sequence_first=[[[0.9], [0.1]]], per_sequence_massive=[[[0.9], [0.1]]])
+>>> rec.top_k(1), rec.to_dataframe().shape
+([(0, 0)], (2, 7))
+
+Layers and heads are 0-based; scores are attention probabilities (0..1).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from mi_massive.core.records import Record
 
@@ -35,7 +39,14 @@ class HeadScore:
 
 @dataclass(repr=False)
 class HeadScores(Record):
-    """Per-head sink scores; ``per_sequence_first``/``per_sequence_massive``: [layer][head][sequence]."""
+    """Per-head sink scores (``heads``, one row each in ``to_dataframe()``).
+
+    ``min_query``: the first query position averaged over; ``massive_positions[i]``: the key set of
+    sequence i; ``per_sequence_first``/``per_sequence_massive``: [layer][head][sequence] scores
+    (None where a sequence has no massive position).
+    """
+
+    _table: ClassVar[str | None] = "heads"
 
     provenance: dict[str, Any]
     n_layers: int

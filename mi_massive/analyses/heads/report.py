@@ -7,7 +7,7 @@ from typing import Sequence
 
 import plotly.graph_objects as go
 
-from mi_massive.analyses.heads.run import head_scores
+from mi_massive.analyses.heads.run import heads
 from mi_massive.analyses.heads.record import HeadScores
 from mi_massive.core import safe_html as sh
 from mi_massive.core.corpus import Corpus
@@ -40,4 +40,4 @@ def heads_view(rec) -> tuple[str, dict[str, str]]:
 
 def compute(model, corpus: Corpus, scan_result) -> HeadScores:
     """Hook for ``mi-massive report``: sink scores to position 0 and to the scan's massive positions."""
-    return head_scores(model, corpus, scan_result=scan_result, progress=False, options={"from": "mi-massive report"})
+    return heads(model, corpus, scan_result=scan_result, progress=False, options={"from": "mi-massive report"})

@@ -17,6 +17,7 @@ from mi_massive.errors import MiMassiveError
 from mi_massive.analyses.heads.record import HeadScore, HeadScores
 from mi_massive.core.io import provenance
 from mi_massive.core.engine import run_capture
+from mi_massive.core.names import act_name
 
 
 def massive_positions_from_scan(scan_result, n_sequences: int) -> list[list[int]]:
@@ -28,10 +29,22 @@ def massive_positions_from_scan(scan_result, n_sequences: int) -> list[list[int]
     return [sorted(s) for s in sets]
 
 
-def head_scores(model, corpus: Corpus, *, massive_positions: Sequence[Sequence[int]] | None = None,
+def heads(model, corpus: Corpus, *, massive_positions: Sequence[Sequence[int]] | None = None,
                 scan_result=None, min_query: int = 1, batch_size: int = 4, budget_mb: float = 512.0,
                 progress: bool = True, options: dict[str, Any] | None = None) -> HeadScores:
     """Sink scores to position 0 and to the massive positions for every (layer, head).
+
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> scores = mm.heads(model, mm.text_corpus(model, "The cat sat on the mat.", prepend_bos=True), progress=False)
+    >>> scores.massive_positions, len(scores.heads), scores.heads[0].layer, scores.heads[0].head
+    ([[0]], 12, 0, 0)
+    >>> 0.0 <= scores.heads[0].to_first <= 1.0, list(scores.to_dataframe().columns)[:4]
+    (True, ['layer', 'head', 'to_first', 'to_first_ci95'])
+
+    Each :class:`~mi_massive.analyses.heads.record.HeadScore` holds probabilities (0..1): the mean
+    over sequences of the mean over queries q >= ``min_query`` of the attention on position 0
+    (``to_first``) and on the sequence's massive positions (``to_massive``), with 95% t-intervals.
 
     ``massive_positions[i]``: the key set of sequence i; if None it comes from ``scan_result`` or,
     failing that, from a fresh :func:`mi_massive.analyses.scan.run.scan` of ``corpus``.
@@ -57,18 +70,18 @@ def head_scores(model, corpus: Corpus, *, massive_positions: Sequence[Sequence[i
         group = max(1, int(budget_mb // max(per_layer_mb, 1e-9)))
         for start in range(0, n_layers, group):
             layers = list(range(start, min(n_layers, start + group)))
-            _, acts = run_capture(model, ids, [f"blocks.{l}.attn.hook_pattern" for l in layers], mask=mask)
+            _, acts = run_capture(model, ids, [act_name("pattern", l) for l in layers], mask=mask)
             for l in layers:
-                p = acts[f"blocks.{l}.attn.hook_pattern"]
+                p = acts[act_name("pattern", l)]
                 first[l, :, idx.start:idx.stop] = sink_scores(p, mask, [[0]] * len(idx), min_query=min_query).T
                 sets = [massive_positions[i] for i in idx]
                 massive[l, :, idx.start:idx.stop] = sink_scores(p, mask, sets, min_query=min_query).T
-    heads = []
+    rows = []
     for l in range(n_layers):
         for h in range(n_heads):
             m1, ci1, _ = summarize_scores(first[l, h])
             m2, ci2, n2 = summarize_scores(massive[l, h])
-            heads.append(HeadScore(layer=l, head=h, to_first=m1, to_first_ci95=ci1, to_massive=m2,
+            rows.append(HeadScore(layer=l, head=h, to_first=m1, to_first_ci95=ci1, to_massive=m2,
                                    to_massive_ci95=ci2, n_massive=n2))
 
     def nested(t):
@@ -76,5 +89,8 @@ def head_scores(model, corpus: Corpus, *, massive_positions: Sequence[Sequence[i
 
     opts = {"min_query": min_query, "hook": "blocks.L.attn.hook_pattern", **(options or {})}
     return HeadScores(provenance=provenance(model, corpus, options=opts), n_layers=n_layers, n_heads=n_heads,
-                      min_query=min_query, massive_positions=[list(s) for s in massive_positions], heads=heads,
+                      min_query=min_query, massive_positions=[list(s) for s in massive_positions], heads=rows,
                       per_sequence_first=nested(first), per_sequence_massive=nested(massive))
+
+
+head_scores = heads  # the name before the layout change
