@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -39,119 +43,170 @@ MaxCharsOpt = typer.Option(None, "--max-chars", help="read at most this many cha
 
 
 
-def _configs(steps, batch_size, seq_len, lr, min_lr, warmup, seed, trainable, n_layers, d_model, n_heads, n_kv_heads,
-             base, tvr_target, tvr_interval, tvr_ratio, tvr_depth, threads):
-    import torch
+@dataclass
+class TrainOptions:
+    """The training options both variants commands share (declared once, by :func:`train_options`;
+    the defaults are those of the options)."""
 
-    from mi_massive.core.loading import TOY_KINDS, ToyConfig
-    from mi_massive.training import TrainConfig
-    from mi_massive.core.variants import TVRConfig
+    base: str
+    data: str
+    steps: int
+    batch_size: int
+    seq_len: int
+    lr: float
+    min_lr: Optional[float]
+    warmup: int
+    seed: int
+    trainable: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    tvr_target: float
+    tvr_interval: int
+    tvr_ratio: float
+    tvr_depth: bool
+    tvr_at_start: bool
+    dyt_alpha: float
+    dyt_alpha_attn: Optional[float]
+    dyt_alpha_mlp: Optional[float]
+    dyt_alpha_final: Optional[float]
+    max_chars: Optional[int]
+    threads: int
 
-    if threads:
-        torch.set_num_threads(threads)
-    for name, value in (("steps", steps), ("batch-size", batch_size), ("n-layers", n_layers), ("d-model", d_model),
-                        ("n-heads", n_heads), ("n-kv-heads", n_kv_heads)):
-        if value < 1:
-            raise MiMassiveError(f"--{name} must be a positive integer, got {value}")
-    if lr <= 0:
-        raise MiMassiveError("--lr must be positive")
-    if d_model % n_heads or n_heads % n_kv_heads:
-        raise MiMassiveError("--d-model must be divisible by --n-heads, and --n-heads by --n-kv-heads")
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
-                      min_lr=lr / 10 if min_lr is None else min_lr, warmup=min(warmup, steps), seed=seed,
-                      trainable=trainable)
-    toy = ToyConfig(n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_mlp=4 * d_model,
-                    n_ctx=max(512, seq_len)) if base in TOY_KINDS else None
-    tvr = TVRConfig(target_std=tvr_target, ratio_threshold=tvr_ratio, interval=tvr_interval,
-                    scale_with_depth=tvr_depth)
-    return cfg, toy, tvr
+    def configs(self):
+        """(TrainConfig, ToyConfig or None, TVRConfig), after checking the options (one-line errors)."""
+        import torch
+
+        from mi_massive.core.loading import TOY_KINDS, ToyConfig
+        from mi_massive.core.variants import TVRConfig
+        from mi_massive.training import TrainConfig
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        for name, value in (("steps", self.steps), ("batch-size", self.batch_size), ("n-layers", self.n_layers),
+                            ("d-model", self.d_model), ("n-heads", self.n_heads), ("n-kv-heads", self.n_kv_heads)):
+            if value < 1:
+                raise MiMassiveError(f"--{name} must be a positive integer, got {value}")
+        if self.lr <= 0:
+            raise MiMassiveError("--lr must be positive")
+        if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
+            raise MiMassiveError("--d-model must be divisible by --n-heads, and --n-heads by --n-kv-heads")
+        cfg = TrainConfig(steps=self.steps, batch_size=self.batch_size, seq_len=self.seq_len, lr=self.lr,
+                          min_lr=self.lr / 10 if self.min_lr is None else self.min_lr,
+                          warmup=min(self.warmup, self.steps), seed=self.seed, trainable=self.trainable)
+        toy = ToyConfig(n_layers=self.n_layers, d_model=self.d_model, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
+                        d_mlp=4 * self.d_model, n_ctx=max(512, self.seq_len)) if self.base in TOY_KINDS else None
+        tvr = TVRConfig(target_std=self.tvr_target, ratio_threshold=self.tvr_ratio, interval=self.tvr_interval,
+                        scale_with_depth=self.tvr_depth)
+        return cfg, toy, tvr
+
+    def spec(self, name: str, tvr):
+        """The VariantSpec of a variant name with the command's TVR config and per-norm DyT alpha0."""
+        from dataclasses import replace
+
+        from mi_massive.core.variants import DyTAlpha, VariantSpec
+
+        alpha = DyTAlpha(default=self.dyt_alpha, attn=self.dyt_alpha_attn, mlp=self.dyt_alpha_mlp,
+                         final=self.dyt_alpha_final)
+        return replace(VariantSpec.parse(name, tvr=tvr), dyt_alpha=alpha)
 
 
-def _spec(name, tvr, dyt_alpha, dyt_alpha_attn, dyt_alpha_mlp, dyt_alpha_final):
-    """The VariantSpec of a variant name with the command's TVR config and per-norm DyT alpha0."""
-    from dataclasses import replace
+_SHARED = [("base", BaseOpt, str), ("data", DataOpt, str), ("steps", StepsOpt, int), ("batch_size", BatchOpt, int),
+           ("seq_len", SeqOpt, int), ("lr", LrOpt, float), ("min_lr", MinLrOpt, Optional[float]),
+           ("warmup", WarmupOpt, int), ("seed", SeedOpt, int), ("trainable", TrainableOpt, str),
+           ("n_layers", LayersOpt, int), ("d_model", DModelOpt, int), ("n_heads", HeadsOpt, int),
+           ("n_kv_heads", KVHeadsOpt, int), ("tvr_target", TvrTargetOpt, float), ("tvr_interval", TvrIntervalOpt, int),
+           ("tvr_ratio", TvrRatioOpt, float), ("tvr_depth", TvrDepthOpt, bool), ("tvr_at_start", TvrStartOpt, bool),
+           ("dyt_alpha", AlphaOpt, float), ("dyt_alpha_attn", AlphaAttnOpt, Optional[float]),
+           ("dyt_alpha_mlp", AlphaMlpOpt, Optional[float]), ("dyt_alpha_final", AlphaFinalOpt, Optional[float]),
+           ("max_chars", MaxCharsOpt, Optional[int]), ("threads", ThreadsOpt, int)]
 
-    from mi_massive.core.variants import DyTAlpha, VariantSpec
 
-    alpha = DyTAlpha(default=dyt_alpha, attn=dyt_alpha_attn, mlp=dyt_alpha_mlp, final=dyt_alpha_final)
-    return replace(VariantSpec.parse(name, tvr=tvr), dyt_alpha=alpha)
+def train_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a command ``f(opts: TrainOptions, **own_options)``: the shared training options are added once.
+
+    >>> @train_options
+    ... def demo(opts: TrainOptions, variants: str = "baseline") -> None:
+    ...     print(opts.base, opts.steps, variants)
+    >>> [p for p in inspect.signature(demo).parameters][:3]
+    ['base', 'data', 'steps']
+    """
+    shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, d, a in _SHARED]
+    names = [p.name for p in shared]
+    hints = typing.get_type_hints(func)
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+           for p in list(inspect.signature(func).parameters.values())[1:]]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        return func(TrainOptions(**{n: kwargs.pop(n) for n in names}), **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own[:1] + shared + own[1:])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in shared + own}
+    del wrapper.__wrapped__  # typer must read the new signature, not the wrapped one
+    return user_errors(wrapper)
 
 
-@user_errors
+@train_options
 def train_variant_command(
+    opts: TrainOptions,
     variant: str = typer.Option(..., "--variant", "-v", help="baseline, kv_bias, dyt, tvr, register or hybrids like tvr+kv_bias"),
-    base: str = BaseOpt, data: str = DataOpt, steps: int = StepsOpt, batch_size: int = BatchOpt, seq_len: int = SeqOpt,
-    lr: float = LrOpt, min_lr: Optional[float] = MinLrOpt, warmup: int = WarmupOpt, seed: int = SeedOpt,
-    trainable: str = TrainableOpt, n_layers: int = LayersOpt, d_model: int = DModelOpt, n_heads: int = HeadsOpt,
-    n_kv_heads: int = KVHeadsOpt, tvr_target: float = TvrTargetOpt, tvr_interval: int = TvrIntervalOpt,
-    tvr_ratio: float = TvrRatioOpt, tvr_depth: bool = TvrDepthOpt, tvr_at_start: bool = TvrStartOpt,
-    dyt_alpha: float = AlphaOpt, dyt_alpha_attn: Optional[float] = AlphaAttnOpt,
-    dyt_alpha_mlp: Optional[float] = AlphaMlpOpt, dyt_alpha_final: Optional[float] = AlphaFinalOpt,
-    max_chars: Optional[int] = MaxCharsOpt, n_eval: int = typer.Option(16, "--n-eval", help="held-out windows"),
-    threads: int = ThreadsOpt,
+    n_eval: int = typer.Option(16, "--n-eval", help="held-out windows"),
     out: Path = typer.Option(..., "--out", "-o", help="directory of the saved variant (load it with -m OUT)"),
 ) -> None:
     """Build a variant on a base model, train it (resumable), and save it as safetensors + JSON."""
     from mi_massive.analyses.variants.run import base_tokenizer, train_variant
     from mi_massive.training import load_streams
 
-    cfg, toy, tvr = _configs(steps, batch_size, seq_len, lr, min_lr, warmup, seed, trainable, n_layers, d_model,
-                                    n_heads, n_kv_heads, base, tvr_target, tvr_interval, tvr_ratio, tvr_depth, threads)
-    spec = _spec(variant, tvr, dyt_alpha, dyt_alpha_attn, dyt_alpha_mlp, dyt_alpha_final)
+    cfg, toy, tvr = opts.configs()
+    spec = opts.spec(variant, tvr)
     if out.exists() and not out.is_dir():
         raise MiMassiveError(f"--out {out} is a file; give a directory")
-    tok = base_tokenizer(base)
-    train_stream, eval_stream = load_streams(tok, data, max_chars=max_chars)
-    trained = train_variant(base, spec, train_stream=train_stream, eval_windows=eval_stream.windows(n_eval, seq_len),
-                            cfg=cfg, out_dir=out, toy_config=toy, tvr_at_start=tvr_at_start)
+    tok = base_tokenizer(opts.base)
+    train_stream, eval_stream = load_streams(tok, opts.data, max_chars=opts.max_chars)
+    trained = train_variant(opts.base, spec, train_stream=train_stream,
+                            eval_windows=eval_stream.windows(n_eval, opts.seq_len), cfg=cfg, out_dir=out,
+                            toy_config=toy, tvr_at_start=opts.tvr_at_start)
     log = trained.log
     final = log["evals"][-1]["loss"] if log.get("evals") else float("nan")
     status = "reused" if trained.reused else f"{log.get('steps', 0)} steps in {log.get('seconds', 0.0):.0f} s"
     typer.echo(f"{spec.name}: eval loss {final:.4f} nats/token ({status}); saved to {out}")
 
 
-@user_errors
+@train_options
 def compare_variants_command(
+    opts: TrainOptions,
     variants: str = typer.Option("baseline,kv_bias,dyt,tvr,tvr+kv_bias,tvr+dyt,register", "--variants",
                                  help="comma-separated variant names"),
-    base: str = BaseOpt, data: str = DataOpt, steps: int = StepsOpt, batch_size: int = BatchOpt, seq_len: int = SeqOpt,
-    lr: float = LrOpt, min_lr: Optional[float] = MinLrOpt, warmup: int = WarmupOpt, seed: int = SeedOpt,
-    trainable: str = TrainableOpt, n_layers: int = LayersOpt, d_model: int = DModelOpt, n_heads: int = HeadsOpt,
-    n_kv_heads: int = KVHeadsOpt, tvr_target: float = TvrTargetOpt, tvr_interval: int = TvrIntervalOpt,
-    tvr_ratio: float = TvrRatioOpt, tvr_depth: bool = TvrDepthOpt, tvr_at_start: bool = TvrStartOpt,
-    dyt_alpha: float = AlphaOpt, dyt_alpha_attn: Optional[float] = AlphaAttnOpt,
-    dyt_alpha_mlp: Optional[float] = AlphaMlpOpt, dyt_alpha_final: Optional[float] = AlphaFinalOpt,
-    max_chars: Optional[int] = MaxCharsOpt,
     n_eval: int = typer.Option(16, "--n-eval", help="held-out windows for the loss"),
     scan_windows: int = typer.Option(8, "--scan-windows", help="held-out windows scanned for massive activations"),
-    threads: int = ThreadsOpt,
     out: Path = typer.Option(..., "--out", "-o", help="output directory (compare.json, compare.html, one dir per variant)"),
 ) -> None:
     """Train every variant with the same budget and seed; report loss, scan and attention sinks side by side."""
     from mi_massive.analyses.variants.run import compare_variants
 
-    cfg, toy, tvr = _configs(steps, batch_size, seq_len, lr, min_lr, warmup, seed, trainable, n_layers, d_model,
-                                    n_heads, n_kv_heads, base, tvr_target, tvr_interval, tvr_ratio, tvr_depth, threads)
+    cfg, toy, tvr = opts.configs()
     names = [v.strip() for v in variants.split(",") if v.strip()]
     if not names:
         raise MiMassiveError("--variants is empty")
-    specs = [_spec(n, tvr, dyt_alpha, dyt_alpha_attn, dyt_alpha_mlp, dyt_alpha_final) for n in names]
+    specs = [opts.spec(n, tvr) for n in names]
     if scan_windows > n_eval:
         raise MiMassiveError("--scan-windows cannot exceed --n-eval")
-    record = compare_variants(base, specs, data=data, cfg=cfg, out_dir=out, toy_config=toy, n_eval=n_eval,
-                              scan_windows=scan_windows, max_chars=max_chars, tvr_at_start=tvr_at_start)
+    record = compare_variants(opts.base, specs, data=opts.data, cfg=cfg, out_dir=out, toy_config=toy, n_eval=n_eval,
+                              scan_windows=scan_windows, max_chars=opts.max_chars, tvr_at_start=opts.tvr_at_start)
     print_comparison(record)
-    typer.echo("wrote " + ", ".join([str(out / "compare.json"), *record["figure"]]))
+    typer.echo("wrote " + ", ".join([str(out / "compare.json"), *record.figure]))
 
 
-def print_comparison(record: dict) -> None:
+def print_comparison(record) -> None:
     """Side-by-side table: loss, perplexity, max top-1, massive entries/dims, attention to pos 0 / slot."""
     rows = []
-    for r in record["reports"]:
-        a0 = max(r["attn_first_token"]) if r["attn_first_token"] else float("nan")
-        slot = f"{max(r['attn_bias_slot']):.2f}" if r["attn_bias_slot"] else "-"
-        rows.append([r["name"], r["train"].get("steps", 0), f"{r['eval_loss']:.4f}", f"{r['eval_ppl']:.2f}",
-                     f"{r['max_top1']:.1f}", r["n_massive"], ",".join(map(str, r["massive_dims"][:5])) or "-",
+    for r in record.reports:
+        a0 = max(r.attn_first_token) if r.attn_first_token else float("nan")
+        slot = f"{max(r.attn_bias_slot):.2f}" if r.attn_bias_slot else "-"
+        rows.append([r.name, r.train.get("steps", 0), f"{r.eval_loss:.4f}", f"{r.eval_ppl:.2f}",
+                     f"{r.max_top1:.1f}", r.n_massive, ",".join(map(str, r.massive_dims[:5])) or "-",
                      f"{a0:.2f}", slot])
     echo_table(["variant", "steps", "eval loss", "ppl", "max top-1 |h|", "massive", "dims", "max attn pos0",
                 "max attn slot"], rows)

@@ -1,4 +1,13 @@
-"""The comparison figure: top-1 |h| per layer, attention to the first token / bias slot, and eval loss."""
+"""The comparison figure: top-1 |h| per layer, attention to the first token / bias slot, and eval loss.
+
+>>> from mi_massive.analyses.variants.record import VariantComparison, VariantReport
+>>> v = VariantReport(name="baseline", spec={}, path=None, eval_loss=5.0, eval_ppl=148.4, train={},
+...     top1_per_layer=[3.0, 2.0], median_per_layer=[0.5, 0.4], n_massive=0, massive_dims=[],
+...     massive_positions={}, max_top1=3.0, attn_first_token=[0.2, 0.3], attn_bias_slot=[], seconds_eval=0.1)
+>>> fig = figures(VariantComparison(provenance={"base": "toy-llama"}, reports=[v]))["compare"]
+>>> fig.layout.title.text
+'toy-llama: variants'
+"""
 
 from __future__ import annotations
 
@@ -8,12 +17,18 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 
-def comparison_figure(reports: Sequence, *, title: str = "variants") -> go.Figure:
-    """Three panels, one trace per variant (``reports``: :class:`~mi_massive.analyses.variants.run.VariantReport`).
+def comparison_figure(comparison, *, title: str | None = None) -> go.Figure:
+    """Three panels, one trace per variant of a :class:`~mi_massive.analyses.variants.record.VariantComparison`
+    (or a list of its :class:`~mi_massive.analyses.variants.record.VariantReport`).
 
     Left: mean top-1 |h| of each block output (log scale). Middle: mean attention of queries q >= 1 to
     token position 0 (solid) and to the KV-bias slot (dotted). Right: evaluation loss (nats/token).
+    The title defaults to ``"<base>: variants"``.
     """
+    reports: Sequence = getattr(comparison, "reports", comparison)
+    if title is None:
+        base = (getattr(comparison, "provenance", None) or {}).get("base")
+        title = f"{base}: variants" if base else "variants"
     fig = make_subplots(rows=1, cols=3, column_widths=[0.4, 0.4, 0.2],
                         subplot_titles=("top-1 |h| per block (mean over windows)",
                                         "attention to position 0 (solid) / bias slot (dotted)",
@@ -38,3 +53,8 @@ def comparison_figure(reports: Sequence, *, title: str = "variants") -> go.Figur
     fig.update_xaxes(title_text="block (0-based)", row=1, col=2)
     fig.update_layout(title=title, template="plotly_white", height=480, width=1400)
     return fig
+
+
+def figures(comparison) -> dict[str, go.Figure]:
+    """{file stem: figure} of a :class:`~mi_massive.analyses.variants.record.VariantComparison`."""
+    return {"compare": comparison_figure(comparison)}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +27,8 @@ from mi_massive.training.data import TokenStream
 from mi_massive.core.variants import VariantSpec, apply_variant, bridge_variant, has_kv_bias
 from mi_massive.core.variants.io import load_variant_hf, read_variant_meta, save_variant
 from mi_massive.core.variants.tvr import tvr_rescale
+from mi_massive.analyses.variants.record import VariantComparison, VariantReport
+from mi_massive.core.names import act_name
 
 
 def _base_folder(base: str) -> Path:
@@ -98,6 +100,21 @@ def train_variant(
 ) -> TrainedVariant:
     """Build ``spec`` on ``base`` (base weights from ``cfg.seed``) and train it; save to ``out_dir`` if given.
 
+    >>> import tempfile
+    >>> from mi_massive.training import TrainConfig, load_streams
+    >>> from mi_massive.core.loading import ToyConfig
+    >>> from mi_massive.core.corpus import builtin_text
+    >>> from mi_massive.core.variants import VariantSpec
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> _ = (tmp / "train.txt").write_text(builtin_text()[:20000], encoding="utf-8")
+    >>> train_s, eval_s = load_streams(base_tokenizer("toy-llama"), str(tmp / "train.txt"))
+    >>> cfg = TrainConfig(steps=2, batch_size=2, seq_len=16, lr=1e-3, min_lr=1e-4, warmup=1, seed=0)
+    >>> toy = ToyConfig(n_layers=2, d_model=32, n_heads=2, n_kv_heads=1, d_mlp=128, n_ctx=512)
+    >>> v = train_variant("toy-llama", VariantSpec.parse("kv_bias"), train_stream=train_s,
+    ...                   eval_windows=eval_s.windows(2, 16), cfg=cfg, toy_config=toy, progress=False)
+    >>> v.name, v.log["steps"], v.log["evals"][-1]["loss"] > 0  # eval loss in nats/token
+    ('kv_bias', 2, True)
+
     ``tvr_at_start`` applies TVR once before training (the one-off transform). With ``cfg.trainable ==
     'new'`` a spec without new parameters (baseline, TVR only) is not trained (0 steps). A finished
     variant already in ``out_dir`` with the same spec and config is loaded instead (``reuse``).
@@ -165,33 +182,10 @@ def attention_mass(bridge, ids: torch.Tensor, *, skip_queries: int = 1) -> dict[
 
         return hook
 
-    hooks = [(f"blocks.{layer}.attn.hook_pattern", reducer(layer)) for layer in range(n)]
+    hooks = [(act_name("pattern", layer), reducer(layer)) for layer in range(n)]
     with bridge.hooks(fwd_hooks=hooks):
         bridge(ids)
     return {"first_token": first, "bias_slot": slot if kv else []}
-
-
-@dataclass
-class VariantReport:
-    """One column of the comparison (all losses in nats/token; activations in residual units)."""
-
-    name: str
-    spec: dict[str, Any]
-    path: str | None
-    eval_loss: float
-    eval_ppl: float
-    train: dict[str, Any]
-    top1_per_layer: list[float]
-    median_per_layer: list[float]
-    n_massive: int
-    massive_dims: list[int]
-    massive_positions: dict[str, int]
-    max_top1: float
-    attn_first_token: list[float]
-    attn_bias_slot: list[float]
-    seconds_eval: float
-    bridge_vs_hf_max_abs_diff: float = 0.0
-    scan_summary: dict[str, Any] = field(default_factory=dict)
 
 
 def evaluate_variant(trained: TrainedVariant, eval_windows: torch.Tensor, *, scan_windows: int = 8,
@@ -247,13 +241,29 @@ def compare_variants(
     max_chars: int | None = None,
     tvr_at_start: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> VariantComparison:
     """Train (or reuse) every variant with the same budget and seed, evaluate, write ``compare.json`` + figure.
 
-    Returns the JSON record: ``provenance``, ``reports`` (one :class:`VariantReport` per variant) and
-    ``figure`` paths. Each variant is saved under ``out_dir/<name>`` (loadable with ``load_model``).
+    >>> import tempfile
+    >>> from mi_massive.training import TrainConfig
+    >>> from mi_massive.core.loading import ToyConfig
+    >>> from mi_massive.core.corpus import builtin_text
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> _ = (tmp / "train.txt").write_text(builtin_text()[:20000], encoding="utf-8")
+    >>> cfg = TrainConfig(steps=2, batch_size=2, seq_len=16, lr=1e-3, min_lr=1e-4, warmup=1, seed=0)
+    >>> toy = ToyConfig(n_layers=2, d_model=32, n_heads=2, n_kv_heads=1, d_mlp=128, n_ctx=512)
+    >>> c = compare_variants("toy-llama", ["baseline", "kv_bias"], data=str(tmp / "train.txt"), cfg=cfg,
+    ...                      out_dir=tmp / "cmp", toy_config=toy, n_eval=2, scan_windows=2, progress=False)
+    >>> [r.name for r in c.reports], bool(c.report("kv_bias").attn_bias_slot)
+    (['baseline', 'kv_bias'], True)
+    >>> type(c.load(tmp / "cmp" / "compare.json")).__name__
+    'VariantComparison'
+
+    Returns a :class:`~mi_massive.analyses.variants.record.VariantComparison`: ``provenance``, ``reports``
+    (one :class:`VariantReport` per variant: eval loss in nats/token, scan, attention mass) and ``figure``
+    paths. Each variant is saved under ``out_dir/<name>`` (loadable with ``load_model``).
     """
-    from mi_massive.core.io import package_versions, prepare_out_dir, utc_now, write_json
+    from mi_massive.core.io import package_versions, prepare_out_dir, utc_now
     from mi_massive.analyses.variants.figures import comparison_figure
     from mi_massive.core.html import save_figure
 
@@ -274,15 +284,12 @@ def compare_variants(
         result.save(out / spec.name / "scan.json")
         reports.append(report)
         del trained
-    record = {
-        "provenance": {"base": base, "data": data, "train_stream": train_stream.source,
-                       "eval_stream": eval_stream.source, "n_eval": n_eval, "scan_windows": scan_windows,
-                       "train": cfg.to_dict(), "toy_config": asdict(toy_config) if toy_config else None,
-                       "tvr_at_start": tvr_at_start, "versions": package_versions(), "created_utc": utc_now(),
-                       "seconds": time.perf_counter() - t0, "threads": torch.get_num_threads()},
-        "reports": [asdict(r) for r in reports],
-    }
-    record["figure"] = [str(p) for p in save_figure(comparison_figure(reports, title=f"{base}: variants"),
-                                                    out / "compare")]
-    write_json(out / "compare.json", record)
+    provenance = {"base": base, "data": data, "train_stream": train_stream.source,
+                  "eval_stream": eval_stream.source, "n_eval": n_eval, "scan_windows": scan_windows,
+                  "train": cfg.to_dict(), "toy_config": asdict(toy_config) if toy_config else None,
+                  "tvr_at_start": tvr_at_start, "versions": package_versions(), "created_utc": utc_now(),
+                  "seconds": time.perf_counter() - t0, "threads": torch.get_num_threads()}
+    record = VariantComparison(provenance=provenance, reports=reports)
+    record.figure = [str(p) for p in save_figure(comparison_figure(record), out / "compare")]
+    record.save(out / "compare.json")
     return record
