@@ -11,27 +11,21 @@ keep runs cheap:
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import einops
 import torch
 from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 
 from mi_massive.core.corpus.corpus import Corpus
+from mi_massive.core.hooks.types import Hook  # noqa: F401 (re-exported: the engine's fwd_hooks type)
 from mi_massive.errors import MiMassiveError, NumericalOverflowError
-
-Hook = tuple[str | Callable[[str], bool], Callable[..., Any]]
 
 
 class _StopForward(Exception):
     """Raised inside a hook to end a forward pass once every requested activation is captured."""
-
-
-def resid_hook_names(n_layers: int, *, include_embed: bool = True) -> list[str]:
-    """``blocks.0.hook_resid_pre`` (embeddings, optional) then ``blocks.L.hook_resid_post`` for every block."""
-    names = ["blocks.0.hook_resid_pre"] if include_embed else []
-    return names + [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
 
 
 def check_hook_names(model, names: Iterable[str]) -> None:
@@ -141,3 +135,91 @@ def iter_corpus(
             logits, acts = run_capture(model, ids, names, fwd_hooks=hooks, need_logits=need_logits, mask=mask)
             yield indices, ids, mask, logits, acts
             bar.update(len(indices))
+
+
+# ------------------------------------------------------------- restarting a forward at a block
+@contextmanager
+def record_block_calls(model, layers: Sequence[int]) -> Iterator[dict[int, tuple[tuple, dict]]]:
+    """Record the (args, kwargs) every block in ``layers`` is called with during a forward.
+
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama")
+    >>> _, ids, _ = next(mm.text_corpus(model, "The cat sat.", prepend_bos=True).batches(1))
+    >>> with record_block_calls(model, [1]) as calls:
+    ...     _ = model(ids)
+    >>> tuple(calls[1][0][0].shape) == (1, ids.shape[1], model.cfg.d_model)
+    True
+
+    ``calls[layer] = (args, kwargs)``: ``args[0]`` is a detached copy of the residual entering the
+    block [batch, pos, d_model]; the rest (attention mask, rotary embeddings, ...) is kept as passed.
+    Used with :func:`run_blocks_from` to restart a forward pass at a block.
+    """
+    calls: dict[int, tuple[tuple, dict]] = {}
+    handles = []
+    for layer in layers:
+        def pre(_module, args, kwargs, layer=layer):
+            calls[layer] = (tuple(a.detach().clone() if i == 0 else a for i, a in enumerate(args)), dict(kwargs))
+        handles.append(model.blocks[layer].register_forward_pre_hook(pre, with_kwargs=True))
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _expand(value: Any, n_rows: int, repeats: int) -> Any:
+    """Repeat batch-shaped call arguments ``repeats`` times (row order: replica-major); drop KV caches."""
+    if isinstance(value, torch.Tensor):
+        if value.ndim >= 2 and value.shape[0] == n_rows and repeats > 1:
+            return einops.repeat(value, "b ... -> (r b) ...", r=repeats)
+        return value
+    if isinstance(value, tuple):
+        return tuple(_expand(v, n_rows, repeats) for v in value)
+    if type(value).__name__.endswith("Cache"):
+        return None
+    return value
+
+
+@torch.no_grad()
+def run_blocks_from(model, layer: int, hidden: Float[torch.Tensor, "rows pos d_model"],
+                    call: dict[int, tuple[tuple, dict]], n_base_rows: int, names: Sequence[str], *,
+                    fwd_hooks: Sequence[Hook] = (), last_layer: int | None = None, need_logits: bool = False
+                    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Run blocks ``layer``..``last_layer`` on ``hidden`` (a cached residual entering block ``layer``).
+
+    The counterpart of :func:`mi_massive.core.engine.run_capture` that starts mid-model: ``call`` holds the
+    other block arguments recorded in a clean pass over ``n_base_rows`` sequences (repeated to match
+    ``hidden``, whose rows are replica-major). Hooks fire as in a full forward. Returns (logits or
+    None, captures at ``names``).
+
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> _, ids, _ = next(mm.text_corpus(model, "The cat sat.", prepend_bos=True).batches(1))
+    >>> with record_block_calls(model, [1]) as calls:
+    ...     _ = model(ids)
+    >>> _, acts = run_blocks_from(model, 1, calls[1][0][0], calls, 1, ["blocks.1.hook_resid_post"], last_layer=1)
+    >>> round(float(acts["blocks.1.hook_resid_post"][0, 0, 5]))
+    3000
+    """
+    repeats = hidden.shape[0] // n_base_rows
+    last = model.cfg.n_layers - 1 if need_logits or last_layer is None else last_layer
+    captured: dict[str, torch.Tensor] = {}
+
+    def capturer(name):
+        def fn(x, hook=None):
+            captured[name] = x.detach().float()
+        return fn
+
+    hooks = list(fwd_hooks) + [(n, capturer(n)) for n in names]
+    h = hidden
+    with model.hooks(fwd_hooks=hooks):
+        for j in range(layer, last + 1):
+            args, kwargs = call[j]
+            args = tuple(_expand(a, n_base_rows, repeats) for a in args[1:])
+            kwargs = {k: (False if k == "use_cache" else _expand(v, n_base_rows, repeats)) for k, v in kwargs.items()}
+            out = model.blocks[j](h, *args, **kwargs)
+            h = out[0] if isinstance(out, tuple) else out
+        logits = model.unembed(model.ln_final(h)) if need_logits else None
+    if missing := set(names) - set(captured):
+        raise MiMassiveError(f"hook(s) never fired: {', '.join(sorted(missing))}")
+    return logits, captured

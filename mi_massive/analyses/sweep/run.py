@@ -7,7 +7,8 @@ at ``blocks.l.hook_resid_post``) and, optionally, the mean next-token loss (nats
 Two methods give the same numbers (to float rounding; tested to 1e-4 relative):
 
 * ``naive``: one forward pass per head through :func:`mi_massive.core.engine.run_capture`.
-* ``fast``: (1) one clean pass records, for every block, its input residual and the other call
+* ``fast`` (:func:`mi_massive.core.engine.record_block_calls` + :func:`~mi_massive.core.engine.run_blocks_from`):
+  (1) one clean pass records, for every block, its input residual and the other call
   arguments the model passes it (attention mask, rotary embeddings, ...); (2) for layer L, the
   cached residual entering block L is repeated once per head and only blocks L.. are run (the
   blocks before L are never recomputed); (3) batch row r of that forward ablates head ``r``
@@ -24,9 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import einops
 import torch
@@ -35,10 +35,11 @@ from tqdm.auto import tqdm
 
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.core.hooks.ablation import ablate_heads, check_layers, check_mode, per_row_head_ablation, z_name
+from mi_massive.core.hooks.ablation import ablate_heads, check_layers, check_mode, per_row_head_ablation
+from mi_massive.core.names import EMBED_HOOK, act_name, hook_layer
 from mi_massive.analyses.sweep.record import SweepResult
 from mi_massive.core.io import atomic_write_text, provenance, read_json
-from mi_massive.core.engine import Hook, run_capture
+from mi_massive.core.engine import record_block_calls, run_blocks_from, run_capture
 
 Entry = tuple[int, int, int]  # (layer, position, dim)
 
@@ -73,79 +74,13 @@ def metric_values(acts: dict[str, torch.Tensor], entries: Sequence[Entry], loss:
     """[rows, n_metrics]: each tracked entry's signed value (then the loss if given)."""
     cols = []
     for layer, pos, dim in entries:
-        h = acts[f"blocks.{layer}.hook_resid_post"]
+        h = acts[act_name("resid_post", layer)]
         if pos >= h.shape[1]:
             raise MiMassiveError(f"position {pos} is beyond the sequence length {h.shape[1]}")
         cols.append(h[:, pos, dim].float())
     if loss is not None:
         cols.append(loss.float())
     return torch.stack(cols, 1) if cols else torch.zeros(n_rows, 0)
-
-
-# ------------------------------------------------------------- running blocks from a cached residual
-@contextmanager
-def _record_block_calls(model, layers: Sequence[int]) -> Iterator[dict[int, tuple[tuple, dict]]]:
-    """Record the (args, kwargs) every block in ``layers`` is called with during a forward."""
-    calls: dict[int, tuple[tuple, dict]] = {}
-    handles = []
-    for layer in layers:
-        def pre(_module, args, kwargs, layer=layer):
-            calls[layer] = (tuple(a.detach().clone() if i == 0 else a for i, a in enumerate(args)), dict(kwargs))
-        handles.append(model.blocks[layer].register_forward_pre_hook(pre, with_kwargs=True))
-    try:
-        yield calls
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _expand(value: Any, n_rows: int, repeats: int) -> Any:
-    """Repeat batch-shaped call arguments ``repeats`` times (row order: replica-major); drop KV caches."""
-    if isinstance(value, torch.Tensor):
-        if value.ndim >= 2 and value.shape[0] == n_rows and repeats > 1:
-            return einops.repeat(value, "b ... -> (r b) ...", r=repeats)
-        return value
-    if isinstance(value, tuple):
-        return tuple(_expand(v, n_rows, repeats) for v in value)
-    if type(value).__name__.endswith("Cache"):
-        return None
-    return value
-
-
-@torch.no_grad()
-def run_blocks_from(model, layer: int, hidden: Float[torch.Tensor, "rows pos d_model"],
-                    call: dict[int, tuple[tuple, dict]], n_base_rows: int, names: Sequence[str], *,
-                    fwd_hooks: Sequence[Hook] = (), last_layer: int | None = None, need_logits: bool = False
-                    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-    """Run blocks ``layer``..``last_layer`` on ``hidden`` (a cached residual entering block ``layer``).
-
-    The counterpart of :func:`mi_massive.core.engine.run_capture` that starts mid-model: ``call`` holds the
-    other block arguments recorded in a clean pass over ``n_base_rows`` sequences (repeated to match
-    ``hidden``, whose rows are replica-major). Hooks fire as in a full forward. Returns (logits or
-    None, captures at ``names``).
-    """
-    repeats = hidden.shape[0] // n_base_rows
-    last = model.cfg.n_layers - 1 if need_logits or last_layer is None else last_layer
-    captured: dict[str, torch.Tensor] = {}
-
-    def capturer(name):
-        def fn(x, hook=None):
-            captured[name] = x.detach().float()
-        return fn
-
-    hooks = list(fwd_hooks) + [(n, capturer(n)) for n in names]
-    h = hidden
-    with model.hooks(fwd_hooks=hooks):
-        for j in range(layer, last + 1):
-            args, kwargs = call[j]
-            args = tuple(_expand(a, n_base_rows, repeats) for a in args[1:])
-            kwargs = {k: (False if k == "use_cache" else _expand(v, n_base_rows, repeats)) for k, v in kwargs.items()}
-            out = model.blocks[j](h, *args, **kwargs)
-            h = out[0] if isinstance(out, tuple) else out
-        logits = model.unembed(model.ln_final(h)) if need_logits else None
-    if missing := set(names) - set(captured):
-        raise MiMassiveError(f"hook(s) never fired: {', '.join(sorted(missing))}")
-    return logits, captured
 
 
 # --------------------------------------------------------------------------------------- the sweep
@@ -209,10 +144,10 @@ def head_sweep(
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     layers = check_layers(model, range(n_layers) if layers is None else layers)
     if mode == "mean":
-        missing = [z_name(layer) for layer in layers if z_name(layer) not in (means or {})]
+        missing = [act_name("z", layer) for layer in layers if act_name("z", layer) not in (means or {})]
         if missing:
             raise MiMassiveError(f"mean ablation needs reference means for {missing[0]}")
-    names = sorted({f"blocks.{e[0]}.hook_resid_post" for e in entries}, key=lambda n: int(n.split(".")[1]))
+    names = sorted({act_name("resid_post", e[0]) for e in entries}, key=lambda n: hook_layer(n)[0])
     last_entry = max((e[0] for e in entries), default=-1)
     last_needed = n_layers - 1 if loss else last_entry
     metric_names = [entry_label(e) for e in entries] + (["loss"] if loss else [])
@@ -234,8 +169,8 @@ def head_sweep(
         if method == "fast" and truncate and not loss:
             ids, mask = ids[:, :width], mask[:, :width]
         rec_layers = list(range(min(layers), last_needed + 1))
-        with _record_block_calls(model, rec_layers if method == "fast" else []) as calls:
-            logits, acts = run_capture(model, ids, names or ["blocks.0.hook_resid_pre"], need_logits=loss,
+        with record_block_calls(model, rec_layers if method == "fast" else []) as calls:
+            logits, acts = run_capture(model, ids, names or [EMBED_HOOK], need_logits=loss,
                                        mask=mask)
         base = metric_values(acts, entries, sequence_loss(logits, ids, mask) if loss else None, n)
         baseline_rows.append(base)
@@ -274,7 +209,7 @@ def head_sweep(
 
 def _naive_one(model, ids, mask, names, entries, loss, layer, head, mode, means) -> torch.Tensor:
     hooks = ablate_heads(model, [(layer, head)], mode, means=means)
-    logits, acts = run_capture(model, ids, names or ["blocks.0.hook_resid_pre"], fwd_hooks=hooks,
+    logits, acts = run_capture(model, ids, names or [EMBED_HOOK], fwd_hooks=hooks,
                                need_logits=loss, mask=mask)
     return metric_values(acts, entries, sequence_loss(logits, ids, mask) if loss else None, ids.shape[0])
 
@@ -283,14 +218,14 @@ def _fast_layer(model, ids, mask, calls, names, entries, loss, layer, n_heads, m
                 last_needed) -> Float[torch.Tensor, "head seq metric"]:
     n = ids.shape[0]
     hidden = calls[layer][0][0]
-    later = [nm for nm in names if int(nm.split(".")[1]) >= layer]
+    later = [nm for nm in names if hook_layer(nm)[0] >= layer]
     per_chunk = max(1, max_rows // n)
     out = []
     for first in range(0, n_heads, per_chunk):
         heads = torch.arange(first, min(n_heads, first + per_chunk))
         r = len(heads)
         row_heads = einops.repeat(heads, "r -> (r s)", s=n)
-        hooks = per_row_head_ablation(layer, row_heads, mode, mean=(means or {}).get(z_name(layer)))
+        hooks = per_row_head_ablation(layer, row_heads, mode, mean=(means or {}).get(act_name("z", layer)))
         logits, acts = run_blocks_from(model, layer, einops.repeat(hidden, "s p d -> (r s) p d", r=r), calls, n,
                                        later, fwd_hooks=hooks, last_layer=last_needed, need_logits=loss)
         acts = {**{nm: torch.zeros(r * n, ids.shape[1], model.cfg.d_model) for nm in names}, **acts}

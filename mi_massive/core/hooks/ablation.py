@@ -23,9 +23,9 @@ Modes:
 * ``zero``: replace with 0.
 * ``mean``: replace with the mean over a reference corpus, computed separately for the two
   *position classes* -- position 0 and positions >= 1 -- because the first token's activations are
-  atypical (it carries the massive activation). See :func:`reference_means`.
+  atypical (it carries the massive activation). See :func:`mi_massive.core.references.reference_means`.
 * ``resample``: replace with the same component's activation on a *different* sequence at the same
-  position (``donor`` tensors aligned with the batch; see :func:`resample_donors`). Activation
+  position (``donor`` tensors aligned with the batch; see :func:`mi_massive.core.references.resample_donors`). Activation
   patching is resampling with the clean run as donor.
 """
 
@@ -39,26 +39,10 @@ from jaxtyping import Float, Int
 
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.targets import HeadRef, parse_heads, parse_layers, parse_neurons  # noqa: F401 (parse_heads re-exported)
-from mi_massive.core.engine import Hook, iter_corpus
+from mi_massive.core.hooks.types import Hook
+from mi_massive.core.names import act_name
 
 MODES = ("zero", "mean", "resample")
-N_POSITION_CLASSES = 2  # class 0: position 0; class 1: positions >= 1
-
-
-def z_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
-
-
-def attn_out_name(layer: int) -> str:
-    return f"blocks.{layer}.hook_attn_out"
-
-
-def mlp_out_name(layer: int) -> str:
-    return f"blocks.{layer}.hook_mlp_out"
-
-
-def post_name(layer: int) -> str:
-    return f"blocks.{layer}.mlp.hook_post"
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -135,34 +119,7 @@ def all_heads(model) -> list[HeadRef]:
     return [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
 
 
-# ------------------------------------------------------------------------------------ reference stats
-@torch.no_grad()
-def reference_means(model, corpus, names: Sequence[str], *, batch_size: int = 8,
-                    progress: bool = False) -> dict[str, Float[torch.Tensor, "cls ..."]]:
-    """Mean activation at each hook over a reference corpus, per position class.
-
-    Returns ``{name: tensor [2, *feature_shape]}``: row 0 is the mean at position 0, row 1 the mean
-    over all real positions >= 1 (pads excluded), pooled over sequences. Units: the hook's own
-    (e.g. hook_z values in d_head space). Sequences of length 1 contribute to row 0 only.
-    """
-    sums: dict[str, torch.Tensor] = {}
-    counts = torch.zeros(N_POSITION_CLASSES, dtype=torch.float64)
-    for _idx, _ids, mask, _logits, acts in iter_corpus(model, corpus, list(names), batch_size=batch_size,
-                                                        progress="reference means" if progress else False):
-        first = torch.zeros_like(mask)
-        first[:, 0] = True
-        classes = (first & mask, ~first & mask)
-        counts += torch.tensor([float(c.sum()) for c in classes], dtype=torch.float64)
-        for name, x in acts.items():
-            x = x.double()
-            s = torch.stack([x[c].sum(0) for c in classes])
-            sums[name] = sums.get(name, 0) + s
-    if counts[1] == 0:
-        counts[1] = 1.0  # no position >= 1 anywhere: the rest-class mean is 0 and unused
-    view = (-1,) + (1,) * (next(iter(sums.values())).ndim - 1)
-    return {n: (s / counts.view(view)).float() for n, s in sums.items()}
-
-
+# ------------------------------------------------------------------------------------ donors
 def derangement(n: int, *, seed: int = 0, lengths: Sequence[int] | None = None) -> list[int]:
     """A donor index for every sequence: ``donor[i] != i`` and (if ``lengths``) at least as long as i.
 
@@ -231,25 +188,25 @@ def ablate_heads(model, heads: Iterable[HeadRef], mode: str = "zero", *,
                  donors: Mapping[str, torch.Tensor] | None = None) -> list[Hook]:
     """Hooks ablating each (layer, head) at ``blocks.L.attn.hook_z`` (one hook per layer).
 
-    ``means[name]``: [2, n_heads, d_head] from :func:`reference_means`; ``donors[name]``:
-    [batch, pos, n_heads, d_head] from :func:`resample_donors`. b_O is untouched.
+    ``means[name]``: [2, n_heads, d_head] from :func:`~mi_massive.core.references.reference_means`; ``donors[name]``:
+    [batch, pos, n_heads, d_head] from :func:`~mi_massive.core.references.resample_donors`. b_O is untouched.
     """
     check_mode(mode)
     grouped = check_heads(model, heads)
     hooks: list[Hook] = []
     for layer, hs in grouped.items():
-        name = z_name(layer)
+        name = act_name("z", layer)
         hooks.append((name, replace_hook(mode, components=hs, mean=(means or {}).get(name),
                                          donor=(donors or {}).get(name))))
     return hooks
 
 
-def _sublayer(model, layers: Iterable[int], name_of: Callable[[int], str], mode: str,
+def _sublayer(model, layers, kind: str, mode: str,
               means: Mapping[str, torch.Tensor] | None, donors: Mapping[str, torch.Tensor] | None) -> list[Hook]:
     check_mode(mode)
-    return [(name_of(layer), replace_hook(mode, mean=(means or {}).get(name_of(layer)),
-                                          donor=(donors or {}).get(name_of(layer))))
-            for layer in check_layers(model, layers)]
+    names = [act_name(kind, layer) for layer in check_layers(model, layers)]
+    return [(name, replace_hook(mode, mean=(means or {}).get(name), donor=(donors or {}).get(name)))
+            for name in names]
 
 
 def ablate_attention(model, layers: Iterable[int] | None = None, mode: str = "zero", *,
@@ -260,7 +217,7 @@ def ablate_attention(model, layers: Iterable[int] | None = None, mode: str = "ze
     Zero mode removes b_O too: the sublayer then adds exactly nothing to the residual stream.
     """
     layers = range(model.cfg.n_layers) if layers is None else layers
-    return _sublayer(model, layers, attn_out_name, mode, means, donors)
+    return _sublayer(model, layers, "attn_out", mode, means, donors)
 
 
 def ablate_mlps(model, layers: Iterable[int] | None = None, mode: str = "zero", *,
@@ -268,7 +225,7 @@ def ablate_mlps(model, layers: Iterable[int] | None = None, mode: str = "zero", 
                 donors: Mapping[str, torch.Tensor] | None = None) -> list[Hook]:
     """Replace the MLP sublayer output ``blocks.L.hook_mlp_out`` (None = every layer; zero removes b_out)."""
     layers = range(model.cfg.n_layers) if layers is None else layers
-    return _sublayer(model, layers, mlp_out_name, mode, means, donors)
+    return _sublayer(model, layers, "mlp_out", mode, means, donors)
 
 
 def ablate_neurons(model, neurons: Mapping[int, Sequence[int]], mode: str = "zero", *,
@@ -276,9 +233,12 @@ def ablate_neurons(model, neurons: Mapping[int, Sequence[int]], mode: str = "zer
                    donors: Mapping[str, torch.Tensor] | None = None) -> list[Hook]:
     """Replace single MLP neurons at ``blocks.L.mlp.hook_post`` (``{layer: [neuron, ...]}``; b_out kept)."""
     check_mode(mode)
-    return [(post_name(layer), replace_hook(mode, components=ns, mean=(means or {}).get(post_name(layer)),
-                                            donor=(donors or {}).get(post_name(layer))))
-            for layer, ns in check_neurons(model, neurons).items()]
+    hooks = []
+    for layer, ns in check_neurons(model, neurons).items():
+        name = act_name("post", layer)
+        hooks.append((name, replace_hook(mode, components=ns, mean=(means or {}).get(name),
+                                         donor=(donors or {}).get(name))))
+    return hooks
 
 
 def per_row_head_ablation(layer: int, row_heads: Int[torch.Tensor, "batch"], mode: str = "zero", *,
@@ -305,28 +265,7 @@ def per_row_head_ablation(layer: int, row_heads: Int[torch.Tensor, "batch"], mod
             out[rows, 1:, heads] = m[1, heads][:, None, :]
         return out
 
-    return [(z_name(layer), hook_fn)]
-
-
-@torch.no_grad()
-def resample_donors(model, corpus, names: Sequence[str], *, seed: int = 0, batch_size: int = 8
-                    ) -> tuple[list[int], dict[str, torch.Tensor]]:
-    """Donor activations for resample ablation: sequence i gets sequence ``donor[i]``'s values.
-
-    Returns (donor indices, ``{name: [n_sequences, max_len, ...]}``) -- right-padded like
-    :meth:`Corpus.batches`; slice rows to match a batch (``acts[indices.start:indices.stop]``).
-    """
-    donor_idx = derangement(len(corpus), seed=seed, lengths=corpus.lengths)
-    donor_corpus = corpus.subset(donor_idx)
-    width = max(corpus.lengths)
-    out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    for _i, _ids, _mask, _logits, acts in iter_corpus(model, donor_corpus, list(names), batch_size=batch_size,
-                                                       progress=False):
-        for n in names:
-            x = acts[n]
-            pad = torch.zeros((x.shape[0], width - x.shape[1], *x.shape[2:]), dtype=x.dtype)
-            out[n].append(torch.cat([x, pad], 1))
-    return donor_idx, {n: torch.cat(v) for n, v in out.items()}
+    return [(act_name("z", layer), hook_fn)]
 
 
 @dataclass(frozen=True)

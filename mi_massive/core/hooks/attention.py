@@ -18,11 +18,8 @@ from jaxtyping import Float
 
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.hooks.ablation import check_heads, check_layers
-from mi_massive.core.engine import Hook
-
-
-def pattern_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_pattern"
+from mi_massive.core.hooks.types import Hook
+from mi_massive.core.names import act_name
 
 
 def renormalised_block(pattern: Float[torch.Tensor, "batch head q k"], keys: Sequence[int],
@@ -64,5 +61,5 @@ def block_keys(model, key_positions: Iterable[int], *, layers: Iterable[int] | N
         def hook_fn(pattern, hook=None, hs=hs):
             valid = [k for k in keys if k < pattern.shape[-1]]
             return renormalised_block(pattern, valid, hs, min_query=min_query) if valid else pattern
-        hooks.append((pattern_name(layer), hook_fn))
+        hooks.append((act_name("pattern", layer), hook_fn))
     return hooks

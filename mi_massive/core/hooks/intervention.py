@@ -6,6 +6,14 @@ same number of randomly chosen ordinary dims. An :class:`EntryEdit` names the en
 flat (row, position, dim, value) lists, so every sequence may have its own detected positions.
 Everything else in the tensor is left bit-for-bit unchanged.
 
+>>> import torch
+>>> edit = entry_edit([(0, 0)], [5], mode="zero")
+>>> x = torch.ones(1, 2, 8)
+>>> set_entries(x, edit)[0, :, 5].tolist()
+[0.0, 1.0]
+
+Position classes (``start``: position 0, ``other``: later positions) come from :mod:`mi_massive.core.names`.
+
 Hook functions here are plain ``(tensor, hook) -> tensor`` callables; running them is the runner's job
 (:func:`mi_massive.core.engine.run_capture` ``fwd_hooks``).
 """
@@ -19,17 +27,9 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 
-START, OTHER = "start", "other"  # position classes: position 0 and every later position
-
-
-def resid_post(layer: int) -> str:
-    """Hook name of block ``layer``'s output (the residual stream after the block)."""
-    return f"blocks.{layer}.hook_resid_post"
-
-
-def position_class(position: int) -> str:
-    """``"start"`` for position 0, ``"other"`` for every later position."""
-    return START if position == 0 else OTHER
+from mi_massive.core.hooks.types import Hook
+from mi_massive.core.names import OTHER, START, act_name, position_class  # noqa: F401 (re-exported)
+from mi_massive.errors import MiMassiveError
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ class EntryEdit:
     def __post_init__(self) -> None:
         n = {len(self.rows), len(self.positions), len(self.dims), len(self.values)}
         if len(n) != 1:
-            raise ValueError("EntryEdit fields must have equal lengths")
+            lengths = (len(self.rows), len(self.positions), len(self.dims), len(self.values))
+            raise MiMassiveError(f"EntryEdit fields must have equal lengths; got rows/positions/dims/values {lengths}")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -73,7 +74,8 @@ def set_entries(x: Float[torch.Tensor, "batch pos d_model"], edit: EntryEdit) ->
     if len(edit) == 0:
         return out
     if int(edit.rows.max()) >= x.shape[0] or int(edit.positions.max()) >= x.shape[1] or int(edit.dims.max()) >= x.shape[2]:
-        raise IndexError("edit entry outside the hooked tensor")
+        raise MiMassiveError(f"edit entry outside the hooked tensor of shape {tuple(x.shape)}: max row "
+                             f"{int(edit.rows.max())}, position {int(edit.positions.max())}, dim {int(edit.dims.max())}")
     out[edit.rows, edit.positions, edit.dims] = edit.values.to(device=x.device, dtype=x.dtype)
     return out
 
@@ -101,7 +103,7 @@ def entry_edit(
     (the flaw of Owen et al., spec §5.2.2).
     """
     if mode not in ("zero", "mean"):
-        raise ValueError(f"unknown intervention mode '{mode}' (zero or mean)")
+        raise MiMassiveError(f"unknown intervention mode '{mode}'; choose zero or mean")
     entries = []
     for row, pos in coords:
         for d in dims:
@@ -110,7 +112,7 @@ def entry_edit(
             else:
                 key = (position_class(pos), int(d))
                 if means is None or key not in means:
-                    raise KeyError(f"no calibration mean for position class '{key[0]}', dim {key[1]}")
+                    raise MiMassiveError(f"no calibration mean for position class '{key[0]}', dim {key[1]}")
                 value = float(means[key])
             entries.append((int(row), int(pos), int(d), value))
     return EntryEdit.from_entries(entries)
@@ -120,10 +122,11 @@ def control_dims(d_model: int, exclude: Sequence[int], n: int, *, seed: int) -> 
     """``n`` distinct dims drawn uniformly (numpy ``default_rng(seed)``) from the dims not in ``exclude``."""
     pool = np.setdiff1d(np.arange(d_model), np.asarray(list(exclude), dtype=int))
     if n > len(pool):
-        raise ValueError(f"cannot draw {n} control dims from {len(pool)} ordinary dims")
+        raise MiMassiveError(f"cannot draw {n} control dims from {len(pool)} ordinary dims (d_model {d_model} "
+                             f"minus {d_model - len(pool)} excluded); ask for at most {len(pool)}")
     return sorted(int(d) for d in np.random.default_rng(seed).choice(pool, size=n, replace=False))
 
 
-def layer_hooks(edits: Mapping[int, EntryEdit]) -> list[tuple[str, Callable[..., torch.Tensor]]]:
+def layer_hooks(edits: Mapping[int, EntryEdit]) -> list[Hook]:
     """``fwd_hooks`` applying ``edits[layer]`` at each layer's ``hook_resid_post`` (one layer or many)."""
-    return [(resid_post(layer), set_entries_hook(edit)) for layer, edit in sorted(edits.items())]
+    return [(act_name("resid_post", layer), set_entries_hook(edit)) for layer, edit in sorted(edits.items())]

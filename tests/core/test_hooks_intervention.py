@@ -8,6 +8,7 @@ import torch
 from mi_massive.core.hooks.intervention import (EntryEdit, control_dims, entry_edit, layer_hooks, position_class,
                                            set_entries)
 from mi_massive.core.engine import run_capture
+from mi_massive.errors import MiMassiveError
 
 
 def test_set_entries_changes_only_chosen_entries():
@@ -23,7 +24,7 @@ def test_set_entries_changes_only_chosen_entries():
 
 def test_set_entries_rejects_out_of_range_and_empty_is_identity():
     x = torch.randn(1, 3, 4)
-    with pytest.raises(IndexError):
+    with pytest.raises(MiMassiveError, match="outside the hooked tensor"):
         set_entries(x, EntryEdit.from_entries([(0, 3, 0, 1.0)]))
     assert torch.equal(set_entries(x, EntryEdit.empty()), x)
 
@@ -34,16 +35,21 @@ def test_entry_edit_modes():
     assert e.values.tolist() == [10.0, -3.0] and e.positions.tolist() == [0, 7]
     z = entry_edit([(0, 0), (1, 7)], [5, 6], mode="zero")
     assert len(z) == 4 and z.values.abs().sum() == 0
-    with pytest.raises(KeyError):
+    with pytest.raises(MiMassiveError, match="no calibration mean for position class 'other', dim 6"):
         entry_edit([(0, 3)], [6], mode="mean", means=means)
     assert position_class(0) == "start" and position_class(9) == "other"
+    with pytest.raises(MiMassiveError, match="unknown intervention mode 'x'"):
+        entry_edit([(0, 0)], [5], mode="x")
+    with pytest.raises(MiMassiveError, match="equal lengths"):
+        EntryEdit(torch.zeros(2, dtype=torch.long), torch.zeros(1, dtype=torch.long),
+                  torch.zeros(1, dtype=torch.long), torch.zeros(1))
 
 
 def test_control_dims_are_ordinary_and_deterministic():
     a = control_dims(64, exclude=[1, 2, 3], n=5, seed=7)
     assert a == control_dims(64, exclude=[1, 2, 3], n=5, seed=7)
     assert len(set(a)) == 5 and not set(a) & {1, 2, 3}
-    with pytest.raises(ValueError):
+    with pytest.raises(MiMassiveError, match="cannot draw 2 control dims from 1"):
         control_dims(4, exclude=[0, 1, 2], n=2, seed=0)
 
 
