@@ -124,13 +124,14 @@ _SHARED = [("base", BaseOpt, str), ("data", DataOpt, str), ("steps", StepsOpt, i
 
 
 def train_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a command ``f(opts: TrainOptions, **own_options)``: the shared training options are added once.
+    """Decorate a command ``f(opts: TrainOptions, **own_options)``: the shared training options are added once
+    (after the first own option, so ``--variant(s)`` stays first in ``--help``).
 
     >>> @train_options
     ... def demo(opts: TrainOptions, variants: str = "baseline") -> None:
     ...     print(opts.base, opts.steps, variants)
     >>> [p for p in inspect.signature(demo).parameters][:3]
-    ['base', 'data', 'steps']
+    ['variants', 'base', 'data']
     """
     shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, d, a in _SHARED]
     names = [p.name for p in shared]
