@@ -90,12 +90,13 @@ InterventionResult = analysis("intervene").record
 MlpResult = analysis("mlp").record
 SvdResult = analysis("svd").record
 TokensResult = analysis("tokens").record
-VariantReport = analysis("variants").record
+VariantComparison = analysis("variants").record
 from mi_massive.core.records import Record  # noqa: E402
 from mi_massive.analyses.scan.record import LayerRecord, MassiveEntry  # noqa: E402
 from mi_massive.analyses.heads.record import HeadScore  # noqa: E402
 from mi_massive.analyses.attribute.record import Contribution  # noqa: E402
 from mi_massive.analyses.ablate.record import Condition, Effect  # noqa: E402
+from mi_massive.analyses.variants.record import VariantReport  # noqa: E402
 
 # ------------------------------------------------------------------ 5. view: figures and the report
 from mi_massive import figures  # noqa: E402  (mm.figures.layerwise_figure, ...)
@@ -126,7 +127,7 @@ __all__ = [
     # record
     "AblationResult", "AttentionResult", "AttributionResult", "Condition", "Contribution", "Effect", "HeadScore",
     "HeadScores", "InterventionResult", "LayerRecord", "MassiveEntry", "MlpResult", "PatchingResult", "Record",
-    "ScanResult", "SvdResult", "SweepResult", "TokensResult", "VariantReport",
+    "ScanResult", "SvdResult", "SweepResult", "TokensResult", "VariantComparison", "VariantReport",
     # view
     "figures", "report",
 ]
