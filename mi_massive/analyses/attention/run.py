@@ -85,7 +85,7 @@ def attention(
     >>> res.massive_positions, res.massive_dims, res.sink_label
     ([0], [5], 'massive positions 0')
     >>> tuple(res.patterns[1].shape), tuple(res.sink_share.shape), res.top_sink_heads(1)[0]["layer"] in (0, 1, 2)
-    ((2, 8, 8), (3, 4), True)
+    ((2, 24, 24), (3, 4), True)
 
     Returns an :class:`~mi_massive.analyses.attention.record.AttentionResult`: attention
     probabilities and head-mean pre-softmax logits of the shown blocks, value-vector norms of every

@@ -6,29 +6,25 @@ from pathlib import Path
 
 import typer
 
-from mi_massive.core.cli import user_errors
-from mi_massive.core.cli import write_outputs, BosOpt, DtypeOpt, ModelOpt
+from mi_massive.core.cli import Inputs, command, write_outputs
 
 
-@user_errors
+@command(corpus=False, batch_size=False)
 def patch_command(
-    model: str = ModelOpt,
+    inputs: Inputs,
     clean: str = typer.Option(..., "--clean", help="clean prompt"),
     corrupted: str = typer.Option(..., "--corrupted", help="corrupted prompt (same number of tokens)"),
-    metric: str = typer.Option("loss", "--metric", help="entry:L:P:D, logit_diff:A:B (token ids) or loss"),
+    metric: str = typer.Option("loss", "--metric", help="entry:L:P:D (residual entry), logit_diff:A:B (A, B: token "
+                               "ids, or quoted single tokens such as logit_diff:\" Paris\":\" Rome\") or loss"),
     components: str = typer.Option("resid_pre,attn_out,mlp_out,head", "--components"),
     backend: str = typer.Option("auto", "--backend", help="auto, native or transformer_lens"),
-    prepend_bos: bool = BosOpt, dtype: str = DtypeOpt,
     out: Path = typer.Option(..., "--out", "-o", help="output directory (patching.json and figures)"),
 ) -> None:
     """Patch each activation of the clean run into the corrupted run and record the metric."""
-    import torch
-
-    from mi_massive.core.corpus import text_corpus
-    from mi_massive.errors import MiMassiveError
+    from mi_massive.analyses.patch.figures import figures
     from mi_massive.analyses.patch.run import COMPONENTS, parse_metric, patch
     from mi_massive.core.io import prepare_out_dir
-    from mi_massive.analyses.patch.figures import patching_figure
+    from mi_massive.errors import MiMassiveError
 
     comps = [c.strip() for c in components.split(",") if c.strip()]
     bad = [c for c in comps if c not in COMPONENTS]
@@ -36,17 +32,10 @@ def patch_command(
         raise MiMassiveError(f"unknown component '{bad[0] if bad else ''}'; choose from {', '.join(COMPONENTS)}")
     if backend not in ("auto", "native", "transformer_lens"):
         raise MiMassiveError(f"unknown backend '{backend}'; use auto, native or transformer_lens")
-    bridge = load_model_quiet(model, dtype)
+    bridge = inputs.load()
     parse_metric(bridge, metric)
-    ids = [torch.tensor(text_corpus(bridge, t, prepend_bos=prepend_bos).sequences) for t in (clean, corrupted)]
-    res = patch(bridge, ids[0], ids[1], metric=metric, components=comps, backend=backend,
-                options={"prepend_bos": prepend_bos, "dtype": dtype})
+    res = patch(bridge, clean, corrupted, metric=metric, components=comps, backend=backend,
+                prepend_bos=inputs.prepend_bos, options={"prepend_bos": inputs.prepend_bos, "dtype": inputs.dtype})
     out = prepare_out_dir(out)
     typer.echo(f"metric {metric}: clean {res.clean:.4g}, corrupted {res.corrupted:.4g} (backend {res.backend})")
-    write_outputs(out, "patching.json", res, {f"patch_{c}": (lambda c=c: patching_figure(res, c)) for c in comps})
-
-
-def load_model_quiet(model: str, dtype: str):
-    from mi_massive.core.cli import load
-
-    return load(model, dtype)
+    write_outputs(out, "patching.json", res, {stem: (lambda fig=fig: fig) for stem, fig in figures(res).items()})

@@ -1,4 +1,10 @@
-"""Figures of the causal experiments (plotly; saved with :func:`mi_massive.core.html.save_figure`)."""
+"""Figures of activation patching (plotly; saved with :func:`mi_massive.core.html.save_figure`).
+
+>>> import mi_massive as mm
+>>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+>>> list(figures(mm.patch(model, "abc", "abd", metric="loss", components=["resid_pre", "head"], progress=False)))
+['patch_resid_pre', 'patch_head']
+"""
 
 from __future__ import annotations
 
@@ -17,3 +23,8 @@ def patching_figure(res: PatchingResult, component: str) -> go.Figure:
                             f"{res.corrupted:.3g})", xaxis_title="position" if component != "head" else "head",
                       yaxis_title="layer", template="plotly_white")
     return fig
+
+
+def figures(res: PatchingResult) -> dict[str, go.Figure]:
+    """By file stem: ``patch_{component}`` for every patched component (:func:`patching_figure`)."""
+    return {f"patch_{c}": patching_figure(res, c) for c in res.results}
