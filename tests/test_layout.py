@@ -226,7 +226,6 @@ def test_checks_match_what_they_should():
     assert NLL_CODE.search("logp = logits.log_softmax(-1)\n    nll = -logp.gather(-1, ids)")
 
 
-@pytest.mark.xfail(strict=False, reason="analyses still build hook names by hand (being moved to core.names.act_name)")
 def test_hook_names_are_built_only_in_core_names():
     hits = _grep(HOOK_FSTRING, {"mi_massive/core/names.py"})
     assert not hits, "build hook names with mi_massive.core.names.act_name:\n" + "\n".join(hits)
