@@ -9,6 +9,7 @@ import torch
 from mi_massive.analyses.svd.linalg import oriented_svd, rank1_column_share, regression_report, spectrum_stats
 from mi_massive.core.corpus import load_corpus
 from mi_massive.core.loading import load_toy
+from mi_massive.analyses.svd.record import SvdResult
 from mi_massive.analyses.svd.run import svd_analysis
 
 
@@ -50,15 +51,19 @@ def test_verdicts_are_plain():
     assert fine["r2_ci95"] is not None and "not implied" in fine["verdict"]
 
 
-def test_svd_pipeline_on_planted_toy():
+def test_svd_pipeline_on_planted_toy(tmp_path):
     b = load_toy("toy-llama", plant=[(1, 5, 500.0)])
     c = load_corpus(b, "builtin", n_samples=3, seq_len=24, prepend_bos=True)
     r = svd_analysis(b, c, layer=1, n_boot=100)
-    assert r.dim == 5 and r.spectrum["vt0_dim"] > 0
+    assert r.dim == 5 and r.spectrum.vt0_dim > 0
     # the planted neuron's W_out row (only dim 5) is by far the largest singular direction
-    assert r.alignment["massive_tokens"]["cos_mean"] > 0.99
-    assert r.regression["fits"]["start"]["r2"] is None  # BOS at position 0: one distinct input
-    assert "no variation" in r.regression["fits"]["start"]["verdict"]
+    assert r.alignment.massive_tokens.cos_mean > 0.99
+    assert r.regression.fits["start"].r2 is None  # BOS at position 0: one distinct input
+    assert "no variation" in r.regression.fits["start"].verdict
+    back = SvdResult.load(r.save(tmp_path / "svd.json"))
+    assert isinstance(back, SvdResult) and back.spectrum == r.spectrum and back.alignment == r.alignment
+    assert set(back.alignment.by_class()) == {"start", "other"}
+    assert list(back.to_dataframe().columns) == ["k", "sigma", "vt_k_dim", "weight"]
 
 
 def test_collinear_inputs_are_flagged():

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from mi_massive.analyses.mlp.neurons import neuron_contributions
 from mi_massive.core.corpus import load_corpus
 from mi_massive.core.loading import load_toy, model_info
+from mi_massive.analyses.mlp import Checkpoint, MlpResult, figures, mlp
 from mi_massive.analyses.mlp.run import b_out, capture_layer, mlp_internals
 from mi_massive.core.engine import run_capture
 
@@ -24,16 +27,30 @@ def test_planted_neuron_carries_the_massive_value(planted):
     info = model_info(bridge).extra["planted"][0]
     r = mlp_internals(bridge, corpus)  # layer and dim found by the scan / largest |h|
     assert (r.layer, r.dim) == (1, 5)
-    assert r.contributions["n_massive_tokens"] == 3 and r.contributions["n_neurons_50"] == 1
-    assert r.contributions["n_neurons_90"] == 1
-    top = r.contributions["top_neurons"][0]
-    assert top["neuron"] == info["neuron"] and top["massive"] == pytest.approx(500.0, rel=1e-5)
-    assert top["ordinary_max_abs"] == 0.0  # the planted neuron never fires elsewhere
-    assert r.check["massive_mlp_out_mean"] == pytest.approx(500.0, rel=1e-5)
-    assert r.check["max_abs_error"] < 1e-3 and r.check["mlp_share_of_resid"] == pytest.approx(1.0, rel=1e-5)
-    labels = [c["label"] for c in r.checkpoints]
+    assert r.contributions.n_massive_tokens == 3 and r.contributions.n_neurons_50 == 1
+    assert r.contributions.n_neurons_90 == 1
+    top = r.contributions.top_neurons[0]
+    assert top.neuron == info["neuron"] and top.massive == pytest.approx(500.0, rel=1e-5)
+    assert top.ordinary_max_abs == 0.0  # the planted neuron never fires elsewhere
+    assert r.check.massive_mlp_out_mean == pytest.approx(500.0, rel=1e-5)
+    assert r.check.max_abs_error < 1e-3 and r.check.mlp_share_of_resid == pytest.approx(1.0, rel=1e-5)
+    labels = [c.label for c in r.checkpoints]
     assert any("hook_pre_linear" in label for label in labels) == r.gated
-    assert r.checkpoints[-1]["massive_token_max"] == pytest.approx(500.0, rel=1e-5)
+    assert r.checkpoints[-1].massive_token_max == pytest.approx(500.0, rel=1e-5)
+    assert (top.up_massive is not None) == r.gated  # gated MLPs only: the up projection
+
+
+def test_mlp_record_round_trip_and_table(planted, tmp_path):
+    bridge, corpus = planted
+    r = mlp(bridge, corpus, top_k=5)
+    saved = json.loads(r.save(tmp_path / "mlp.json").read_text())
+    assert ("up_massive" in saved["contributions"]["top_neurons"][0]) == r.gated  # absent, not null, when not gated
+    back = MlpResult.load(tmp_path / "mlp.json")
+    assert isinstance(back, MlpResult) and isinstance(back.checkpoints[0], Checkpoint)
+    assert back.contributions.top_neurons[0] == r.contributions.top_neurons[0]
+    df = back.to_dataframe()
+    assert len(df) == 5 and list(df.columns[:4]) == ["neuron", "massive", "w_out", "post_massive"]
+    assert "mlp_flow" in figures(back) and "MlpResult(" in repr(back)
 
 
 def test_contributions_sum_to_mlp_out_for_every_token_and_dim(toy_gpt2):
