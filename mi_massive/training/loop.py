@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import nn
 from tqdm.auto import tqdm
 
+from mi_massive.core.stats import token_nll
 from mi_massive.errors import MiMassiveError
 from mi_massive.training.data import TokenStream
 from mi_massive.core.variants.tvr import TVRConfig, tvr_rescale
@@ -71,10 +71,15 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def lm_loss(logits: Float[torch.Tensor, "batch pos vocab"], ids: Int[torch.Tensor, "batch pos"]) -> torch.Tensor:
-    """Mean CE of predictions at positions 1..T-2 for targets 2..T-1 (position 0 is never scored)."""
-    pred = logits[:, 1:-1]
-    target = ids[:, 2:]
-    return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), target.reshape(-1))
+    """Mean CE (nats, float32) of predictions at positions 1..T-2 for targets 2..T-1 (position 0 is never scored).
+
+    >>> round(float(lm_loss(torch.zeros(2, 4, 8), torch.zeros(2, 4, dtype=torch.long))), 4)  # uniform: log 8
+    2.0794
+
+    A view of the one NLL, :func:`mi_massive.core.stats.token_nll`, on the sequence without position 0.
+    """
+    nll, _ = token_nll(logits[:, 1:], ids[:, 1:], dtype=torch.float32)
+    return nll.mean()
 
 
 def model_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:

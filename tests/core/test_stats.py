@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mi_massive.analyses.mlp.neurons import carriers
-from mi_massive.core.perplexity import chunk_nll, paired_ratio_ci, perplexity, ppl_with_ci, token_nll
+from mi_massive.core.stats import chunk_nll, paired_ratio_ci, perplexity, ppl_with_ci, token_nll
 from mi_massive.analyses.svd.linalg import ols, r2_bootstrap_ci
 from mi_massive.analyses.tokens.metrics import (cohens_d, compare_groups, mean_pairwise_cosine, top_share, wilson_ci,
                                         word_metrics)

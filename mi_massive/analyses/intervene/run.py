@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import torch
 
-from mi_massive.core.perplexity import chunk_nll, paired_ratio_ci, ppl_with_ci
+from mi_massive.core.stats import chunk_nll, paired_ratio_ci, ppl_with_ci
 from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect, sequence_stats
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError

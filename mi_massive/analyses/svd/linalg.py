@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
+from mi_massive.core.stats import r2_bootstrap_ci  # noqa: F401 (the one bootstrap lives in core.stats)
+
 TAUTOLOGY_SHARE = 0.9  # rank-1 share of W_out[:, d] above which a fit on h . u_1 restates the matrix
 
 
@@ -93,25 +95,6 @@ def ols(x: np.ndarray, y: np.ndarray) -> OlsFit:
     ss_tot = ((y - ym) ** 2).sum()
     r2 = None if ss_tot == 0 else float(1 - ((y - (slope * x + intercept)) ** 2).sum() / ss_tot)
     return OlsFit(slope, intercept, r2, n)
-
-
-def r2_bootstrap_ci(x: np.ndarray, y: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
-                    confidence: float = 0.95) -> tuple[float, float] | None:
-    """Percentile bootstrap CI of the OLS R^2 (resampling (x, y) pairs); None when R^2 is undefined."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    xs, ys = x[idx], y[idx]
-    xc, yc = xs - xs.mean(1, keepdims=True), ys - ys.mean(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (xc * yc).sum(1) / np.sqrt((xc ** 2).sum(1) * (yc ** 2).sum(1))
-    r2 = r[np.isfinite(r)] ** 2  # simple regression: R^2 = Pearson r^2
-    if len(r2) == 0:
-        return None
-    a = (1 - confidence) / 2
-    return float(np.quantile(r2, a)), float(np.quantile(r2, 1 - a))
 
 
 def input_rank1_share(h: Float[torch.Tensor, "tok n"]) -> float:

@@ -39,6 +39,7 @@ from mi_massive.core.hooks.ablation import ablate_heads, check_layers, check_mod
 from mi_massive.core.names import EMBED_HOOK, act_name, hook_layer
 from mi_massive.analyses.sweep.record import SweepResult
 from mi_massive.core.io import atomic_write_text, provenance, read_json
+from mi_massive.core.stats import sequence_loss  # noqa: F401 (the one NLL; analyses.patch imports it from here)
 from mi_massive.core.engine import record_block_calls, run_blocks_from, run_capture
 
 Entry = tuple[int, int, int]  # (layer, position, dim)
@@ -60,15 +61,6 @@ def check_entries(model, entries: Sequence[Entry]) -> list[Entry]:
 
 
 # ----------------------------------------------------------------------------- metrics (pure)
-def sequence_loss(logits: Float[torch.Tensor, "batch pos vocab"], ids: Int[torch.Tensor, "batch pos"],
-                  mask: Bool[torch.Tensor, "batch pos"]) -> Float[torch.Tensor, "batch"]:
-    """Mean next-token cross-entropy (nats) per sequence over real targets."""
-    logp = logits[:, :-1].float().log_softmax(-1)
-    nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-    valid = mask[:, 1:].float()
-    return (nll * valid).sum(1) / valid.sum(1).clamp_min(1.0)
-
-
 def metric_values(acts: dict[str, torch.Tensor], entries: Sequence[Entry], loss: torch.Tensor | None,
                   n_rows: int) -> Float[torch.Tensor, "rows metric"]:
     """[rows, n_metrics]: each tracked entry's signed value (then the loss if given)."""

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
+from mi_massive.core.stats import bootstrap_d_ci  # noqa: F401 (the one bootstrap lives in core.stats)
+
 METRICS = ("concentration", "asymmetry", "stability", "alignment")
 
 
@@ -50,23 +52,6 @@ def cohens_d(x: Sequence[float], y: Sequence[float]) -> float:
         return float("nan")
     sd = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
     return float((x.mean() - y.mean()) / sd) if sd > 0 else float("nan")
-
-
-def bootstrap_d_ci(x: Sequence[float], y: Sequence[float], *, n_boot: int = 2000, seed: int = 0,
-                   confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of :func:`cohens_d`, resampling each group independently."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 2 or len(y) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    xs = x[rng.integers(0, len(x), size=(n_boot, len(x)))]
-    ys = y[rng.integers(0, len(y), size=(n_boot, len(y)))]
-    sd = np.sqrt((xs.var(1, ddof=1) + ys.var(1, ddof=1)) / 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d = (xs.mean(1) - ys.mean(1)) / sd
-    d = d[np.isfinite(d)]
-    a = (1 - confidence) / 2
-    return float(np.quantile(d, a)), float(np.quantile(d, 1 - a))
 
 
 def compare_groups(x: Sequence[float], y: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
