@@ -7,25 +7,15 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import user_errors
-from mi_massive.core.cli import (AbsThresholdOpt, RelThresholdOpt, BatchOpt, BosOpt, CorpusOpt, DtypeOpt, ModelOpt, NSamplesOpt, SeedOpt, SeqLenOpt,
-                                   TextOpt, load, make_corpus, validate_inputs)
+from mi_massive.core.cli import AbsThresholdOpt, Inputs, RelThresholdOpt, command
 from mi_massive.errors import MiMassiveError
 
 
-@user_errors
+@command(batch_size=8)
 def report_command(
-    model: str = ModelOpt,
-    text: Optional[str] = TextOpt,
-    corpus: Optional[str] = CorpusOpt,
-    n_samples: int = NSamplesOpt,
-    seq_len: int = SeqLenOpt,
-    seed: int = SeedOpt,
-    prepend_bos: bool = BosOpt,
+    inputs: Inputs,
     abs_threshold: float = AbsThresholdOpt,
     rel_threshold: float = RelThresholdOpt,
-    dtype: str = DtypeOpt,
-    batch_size: int = BatchOpt,
     results: Optional[Path] = typer.Option(None, "--results", help="directory with JSON files of earlier commands "
                                            "(heads, ablate, attribute, intervene, ...); default: --out"),
     skip: Optional[str] = typer.Option(None, "--skip", help="analyses not to run now, comma-separated "
@@ -33,27 +23,24 @@ def report_command(
     out: Path = typer.Option(..., "--out", "-o", help="output directory (report.html and JSON files)"),
 ) -> None:
     """Write OUT/report.html (self-contained, offline) with a summary and every figure, plus the JSON files."""
-    from mi_massive.core.loading import parse_dtype
+    from mi_massive.core.io import read_json
     from mi_massive.report.run import OPTIONAL_IDS, build_report
 
     skipped = [s.strip() for s in (skip or "").split(",") if s.strip()]
     unknown = [s for s in skipped if s not in OPTIONAL_IDS]
     if unknown:
         raise MiMassiveError(f"--skip: unknown analysis '{unknown[0]}' (one of {', '.join(OPTIONAL_IDS)})")
-    validate_inputs(model, text, corpus, n_samples=n_samples, seq_len=seq_len, batch_size=batch_size)
-    parse_dtype(dtype)
+    inputs.check()
     if out.exists() and not out.is_dir():
         raise MiMassiveError(f"--out {out} is a file; give a directory")
     if results is not None and not results.is_dir():
         raise MiMassiveError(f"--results {results} is not a directory")
-    bridge = load(model, dtype)
-    data = make_corpus(bridge, text, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
-    opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "batch_size": batch_size, "dtype": dtype,
-            "skip": skipped}
-    paths = build_report(bridge, text if text is not None else data, out, prepend_bos=prepend_bos,
-                         results_dir=results, options=opts, progress=True)
-    from mi_massive.core.io import read_json
-
+    bridge = inputs.load()
+    data = inputs.make_corpus(bridge)
+    opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "batch_size": inputs.batch_size,
+            "dtype": inputs.dtype, "skip": skipped}
+    paths = build_report(bridge, inputs.text if inputs.text is not None else data, out,
+                         prepend_bos=inputs.prepend_bos, results_dir=results, options=opts, progress=True)
     record = read_json(paths["json"])
     for key, value in record["summary"].items():
         typer.echo(f"{key}: {value}")

@@ -1,5 +1,9 @@
 """One self-contained HTML report: a summary on top, then one section per analysis.
 
+>>> s = Section("scan", "Massive-activation scan", "computed", facts={"dims": "dim 5."})
+>>> "<b>Massive dims:</b> dim 5." in summary_html([s]), "not computed" in summary_html([s])
+(True, True)
+
 Pure rendering: :class:`Section` objects (built by :mod:`mi_massive.report.run`) and result
 records go in, escaped HTML comes out. plotly.js and the circuitsvis bundle are inlined once in the
 page head; every figure is a div + script without its own copy. A strict Content-Security-Policy

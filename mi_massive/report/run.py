@@ -1,5 +1,8 @@
 """The report pipeline: run what exists, collect what was computed before, write one offline page.
 
+>>> [s.__name__ for s in SECTIONS][:4]
+['scan_section', 'attention_section', 'heads_section', 'attribution_section']
+
 The report is a list of sections; each is produced by a small function ``(ReportContext) -> Section``
 (:data:`SECTIONS`). Scan and attention always run. The other analyses are optional:
 
@@ -183,7 +186,8 @@ def optional_section(ctx: ReportContext, analysis: Analysis) -> Section:
     else:
         section.note = "skipped (--skip)"
     if record is not None:
-        write_json(ctx.out / _filename(analysis), record)
+        path = ctx.out / _filename(analysis)
+        record.save(path) if hasattr(record, "save") else write_json(path, record)  # a Record keeps its JSON keys
         section.status, section.files, section.note = "computed", [_filename(analysis)], ""
     else:
         record = _load(ctx, analysis, section)
@@ -223,8 +227,24 @@ def build_report(
 ) -> dict[str, Path]:
     """Run every section on ``model`` and ``data`` (a text or a corpus); write ``out/report.html`` and JSON.
 
+    >>> import tempfile
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> out = tempfile.mkdtemp()
+    >>> paths = build_report(model, "The cat sat on the mat.", out, prepend_bos=True,
+    ...                      sections=[scan_section, attention_section])
+    >>> sorted(paths)
+    ['attention', 'json', 'report', 'scan']
+    >>> mm.core.io.read_json(paths["json"])["summary"]["dims"]
+    'dim 5 (max |h| 3000, blocks 1-2).'
+
+    ``data``: a text (one sequence, tokenised with ``prepend_bos``) or a
+    :class:`~mi_massive.core.corpus.Corpus`. ``sections``: the section builders to run (default
+    :data:`SECTIONS`: scan, attention, then every analysis of the registry with report hooks).
     ``results_dir`` (default ``out``) is where JSON files of earlier commands are looked up.
-    Returns ``{"report": ..., "json": ..., <section files>}``.
+    ``options``: ``abs_threshold``/``rel_threshold`` (|h| thresholds, residual units / ratio to the
+    median), ``batch_size``, ``skip`` (section ids not to compute). Returns ``{"report": ...,
+    "json": ..., <section files>}`` (paths).
     """
     out = prepare_out_dir(out)
     text = data if isinstance(data, str) else None
