@@ -1,4 +1,11 @@
-"""Writing results: atomic files, JSON encoding of tensors/dataclasses, provenance records."""
+"""Writing results: atomic files, JSON encoding of tensors/dataclasses, package versions, UTC time.
+
+>>> import json, torch
+>>> json.loads(to_json({"x": torch.tensor([1.5]), "y": float("inf")}))
+{'x': [1.5], 'y': 'inf'}
+
+Provenance records (which need the model loaders) are built by :mod:`mi_massive.core.provenance`.
+"""
 
 from __future__ import annotations
 
@@ -118,20 +125,3 @@ def package_versions() -> dict[str, str]:
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def provenance(model, corpus=None, *, seed: int | None = None, options: dict[str, Any] | None = None,
-               command: str | None = None) -> dict[str, Any]:
-    """What produced a result: model (spec, fingerprint, shape), corpus, seed, options, versions, UTC time."""
-    from mi_massive.core.loading import model_info
-
-    record: dict[str, Any] = {"model": model_info(model).to_dict()}
-    if corpus is not None:
-        record["corpus"] = corpus.describe()
-    record["seed"] = seed if seed is not None else (corpus.seed if corpus is not None else None)
-    record["options"] = dict(options or {})
-    if command:
-        record["command"] = command
-    record["versions"] = package_versions()
-    record["created_utc"] = utc_now()
-    return record

@@ -25,7 +25,7 @@ from mi_massive.core.hooks import ablation as A
 from mi_massive.core.references import reference_means, resample_donors
 from mi_massive.core.names import act_name
 from mi_massive.analyses.ablate.record import AblationResult, Condition, Effect
-from mi_massive.core.io import provenance
+from mi_massive.core.provenance import provenance
 from mi_massive.core.engine import iter_corpus
 from mi_massive.core.names import act_name
 

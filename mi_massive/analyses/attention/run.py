@@ -19,7 +19,7 @@ from mi_massive.core.corpus import Corpus, text_corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.analyses.attention.record import AttentionResult
 from mi_massive.core.engine import run_capture
-from mi_massive.core.io import provenance
+from mi_massive.core.provenance import provenance
 from mi_massive.core.names import act_name
 
 

@@ -18,7 +18,7 @@ from mi_massive.errors import MiMassiveError
 from mi_massive.core.hooks.ablation import check_layers
 from mi_massive.analyses.scan.run import token_strings
 from mi_massive.analyses.attribute.record import AttributionResult, SequenceAttribution
-from mi_massive.core.io import provenance
+from mi_massive.core.provenance import provenance
 from mi_massive.core.engine import iter_corpus
 from mi_massive.core.names import EMBED_HOOK, act_name
 

@@ -15,7 +15,7 @@ from mi_massive.analyses.heads.scores import sink_scores, summarize_scores
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.analyses.heads.record import HeadScore, HeadScores
-from mi_massive.core.io import provenance
+from mi_massive.core.provenance import provenance
 from mi_massive.core.engine import run_capture
 from mi_massive.core.names import act_name
 

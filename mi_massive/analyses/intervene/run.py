@@ -29,7 +29,7 @@ from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.hooks.intervention import control_dims, entry_edit, layer_hooks
 from mi_massive.analyses.scan.run import scan
-from mi_massive.core.io import provenance
+from mi_massive.core.provenance import provenance
 from mi_massive.analyses.intervene.record import (Calibration, Evaluation, InterventionResult, InterventionRun,
                                                   PplRow)
 from mi_massive.core.names import OTHER, START, act_name, act_pattern, position_class

@@ -16,7 +16,7 @@ from mi_massive.analyses.mlp.neurons import checkpoint_stats, contribution_summa
 from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect, sequence_stats
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.core.io import provenance
+from mi_massive.core.provenance import provenance
 from mi_massive.analyses.mlp.record import Checkpoint, Contributions, MassiveToken, MlpResult, ReconstructionCheck
 from mi_massive.core.names import act_name
 from mi_massive.core.engine import iter_corpus

@@ -31,7 +31,7 @@ from mi_massive.errors import MiMassiveError
 from mi_massive.core.hooks.ablation import Patch, patch_hooks
 from mi_massive.analyses.sweep.run import sequence_loss
 from mi_massive.analyses.patch.record import PatchingResult
-from mi_massive.core.io import provenance
+from mi_massive.core.provenance import provenance
 from mi_massive.core.engine import run_capture
 from mi_massive.core.names import act_name, resid_names
 

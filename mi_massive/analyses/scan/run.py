@@ -20,7 +20,7 @@ from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect
 from mi_massive.core.stats import summarize
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.core.io import provenance
+from mi_massive.core.provenance import provenance
 from mi_massive.analyses.scan.record import LayerPerSequence, LayerRecord, MassiveEntry, ScanResult, summarize_entries
 from mi_massive.core.engine import iter_corpus
 from mi_massive.core.names import act_name, hook_layer, resid_names

@@ -12,7 +12,7 @@ from mi_massive.analyses.svd.linalg import (cosine, input_rank1_share, oriented_
                                      spectrum_stats)
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.analyses.mlp.run import b_out, capture_layer, resolve_dim, resolve_layer
-from mi_massive.core.io import provenance
+from mi_massive.core.provenance import provenance
 from mi_massive.analyses.svd.record import Alignment, Regression, Spectrum, SvdResult
 from mi_massive.core.names import OTHER, START, act_name
 

@@ -38,7 +38,8 @@ from mi_massive.errors import MiMassiveError
 from mi_massive.core.hooks.ablation import ablate_heads, check_layers, check_mode, per_row_head_ablation
 from mi_massive.core.names import EMBED_HOOK, act_name, hook_layer
 from mi_massive.analyses.sweep.record import SweepResult
-from mi_massive.core.io import atomic_write_text, provenance, read_json
+from mi_massive.core.io import atomic_write_text, read_json
+from mi_massive.core.provenance import provenance
 from mi_massive.core.stats import sequence_loss  # noqa: F401 (the one NLL; analyses.patch imports it from here)
 from mi_massive.core.engine import record_block_calls, run_blocks_from, run_capture
 

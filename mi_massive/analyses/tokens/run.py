@@ -15,7 +15,7 @@ from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.analyses.mlp.run import capture_layer
 from mi_massive.analyses.scan.run import scan
-from mi_massive.core.io import provenance
+from mi_massive.core.provenance import provenance
 from mi_massive.analyses.tokens.record import NonInitialEntry, TokenClass, TokensResult, TopToken, WordComparison
 from mi_massive.core.names import act_name
 

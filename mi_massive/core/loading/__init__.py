@@ -12,6 +12,7 @@ import torch
 
 from mi_massive.core.env import quiet_hf
 from mi_massive.errors import MiMassiveError
+from mi_massive.core.loading.specs import _DTYPES, VARIANT_CONFIG, parse_dtype  # noqa: F401 (re-exported)
 from mi_massive.core.loading.bridge import ModelInfo, attach_info, bridge_from_hf, describe, model_info
 from mi_massive.core.loading.cache import cache_root, sha256_file
 from mi_massive.core.loading.toy import (
@@ -50,27 +51,7 @@ ALIASES = {
     ),
 }
 
-_DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-}
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-VARIANT_CONFIG = "mi_massive_variant.json"
-
-
-def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``torch.float32`` from a dtype or a name such as ``"fp32"``, ``"bf16"``, ``"float16"``."""
-    if isinstance(dtype, torch.dtype):
-        if dtype not in _DTYPES.values():
-            raise MiMassiveError(f"unsupported dtype {dtype}; use float32, bfloat16 or float16")
-        return dtype
-    key = str(dtype).lower().replace("torch.", "")
-    if key not in _DTYPES:
-        raise MiMassiveError(f"unknown dtype '{dtype}'; use one of float32, bfloat16, float16")
-    return _DTYPES[key]
-
-
 def alias_path(alias: Alias) -> Path | None:
     """Where the alias's file is, or None when its package is not installed (the package is never imported)."""
     spec = importlib.util.find_spec(alias.package)

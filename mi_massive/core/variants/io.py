@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mi_massive.errors import MiMassiveError
-from mi_massive.core.loading import VARIANT_CONFIG
+from mi_massive.core.loading.specs import VARIANT_CONFIG, parse_dtype
 from mi_massive.core.io import read_json, write_json
 from mi_massive.core.variants.build import apply_variant, bridge_variant, detect_structure, unwrap_hf
 from mi_massive.core.variants.spec import VariantSpec
@@ -119,7 +119,6 @@ def load_variant_hf(path: str | Path, *, dtype: torch.dtype = torch.float32):
 
 def load_variant(path: str | Path, *, dtype: str | torch.dtype = torch.float32):
     """A bridge (compatibility mode, raw weights, variant components) of a saved variant, with provenance."""
-    from mi_massive.core.loading import parse_dtype
     from mi_massive.core.loading.bridge import attach_info, describe
 
     folder = Path(path)
