@@ -184,3 +184,18 @@ def test_attention_cli(tmp_path):
         assert res.exit_code == 2 and msg in res.output, res.output
     res = runner.invoke(app, ["attention", "--model", "toy-gpt2", "--text", "  ", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "empty" in res.output
+
+
+def test_attention_record_round_trip_and_table(tmp_path):
+    import mi_massive as mm
+    from mi_massive.analyses.attention.record import AttentionResult
+    from mi_massive.core.io import to_json
+
+    model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    res = mm.attention(model, "The cat sat on the mat.", prepend_bos=True, layers=[1, 2])
+    again = AttentionResult.load(res.save(tmp_path / "attention.json"))
+    assert type(again) is AttentionResult
+    assert to_json(again.to_dict()) == to_json(res.to_dict())
+    assert again.patterns[1].shape == res.patterns[1].shape and again.top_sink_heads() == res.top_sink_heads()
+    df = res.to_dataframe()
+    assert list(df.columns) == ["layer", "head", "sink_share"] and len(df) == 3 * 4

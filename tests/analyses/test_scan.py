@@ -179,3 +179,25 @@ def test_nan_in_a_float32_model_is_reported_as_the_model_s_own():
         check_finite("blocks.0.hook_resid_post", bad, torch.ones(1, 2, dtype=torch.bool), torch.float32)
     with pytest.raises(NumericalOverflowError, match="float32"):
         check_finite("blocks.0.hook_resid_post", bad, None, torch.float16)
+
+
+def test_summary_is_typed_and_keeps_dict_reads(tmp_path):
+    import mi_massive as mm
+    from mi_massive.analyses.scan.record import DimSummary, LayerPerSequence, ScanSummary
+
+    model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    result = mm.scan(model, mm.text_corpus(model, ["The cat sat.", "A dog ran."], prepend_bos=True), progress=False)
+    s = result.summary
+    assert isinstance(s, ScanSummary) and isinstance(s.dims[0], DimSummary)
+    assert s.first_layer == s["first_layer"] == s.get("first_layer") == 1
+    assert s.dims[0].dim == s["dims"][0]["dim"] == 5
+    assert [p.position for p in s.positions] == [0] and s.n_entries == len(result.massive)
+    assert isinstance(result.layers[0].per_sequence, LayerPerSequence)
+    assert result.layers[0].per_sequence["median"] == result.layers[0].per_sequence.median
+    again = type(result).load(result.save(tmp_path / "scan.json"))
+    assert type(again) is ScanResult and again == result and isinstance(again.summary.dims[0], DimSummary)
+    df = result.to_dataframe()
+    assert list(df.columns) == ["layer", "hook", "label", "top1", "top1_max", "median", "ratio", "n_massive",
+                                "massive_dims"]
+    assert df["layer"].tolist() == [-1, 0, 1, 2]
+    assert result.massive_dataframe()["dim"].tolist() == [5] * len(result.massive)

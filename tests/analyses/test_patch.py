@@ -53,3 +53,41 @@ def test_patch_bad_inputs(toy_gpt2):
         patch(toy_gpt2, clean, corrupted, metric="loss", components=["embed"], progress=False)
     with pytest.raises(MiMassiveError, match="only logits"):
         patch(toy_gpt2, clean, corrupted, metric="entry:1:0:0", backend="transformer_lens", progress=False)
+
+
+def test_string_token_logit_diff_equals_id_form(toy_llama):
+    ids = [toy_llama.tokenizer.encode(t, add_special_tokens=False)[0] for t in ("a", "b")]
+    by_id = patch(toy_llama, "abcde", "abxde", metric=f"logit_diff:{ids[0]}:{ids[1]}",
+                  components=["resid_pre"], progress=False)
+    by_str = patch(toy_llama, "abcde", "abxde", metric='logit_diff:"a":"b"', components=["resid_pre"], progress=False)
+    assert by_str.results == by_id.results and by_str.clean == by_id.clean
+    with pytest.raises(MiMassiveError, match="not one"):
+        patch(toy_llama, "abcde", "abxde", metric='logit_diff:"ab":"b"', progress=False)
+
+
+def test_callable_metric_equals_string_metric(toy_llama):
+    ids = [toy_llama.tokenizer.encode(t, add_special_tokens=False)[0] for t in ("a", "b")]
+    entry = patch(toy_llama, "abcde", "abxde", metric="entry:2:3:7", components=["resid_pre", "head"], progress=False)
+    fn = patch(toy_llama, "abcde", "abxde", components=["resid_pre", "head"], progress=False,
+               metric=lambda logits, cache: cache["blocks.2.hook_resid_post"][0, 3, 7])
+    assert fn.results == entry.results and fn.metric == "custom:<lambda>"
+    diff = patch(toy_llama, "abcde", "abxde", metric=f"logit_diff:{ids[0]}:{ids[1]}", backend="native",
+                 components=["mlp_out"], progress=False)
+
+    def logit_diff(logits, cache):
+        return logits[0, -1, ids[0]] - logits[0, -1, ids[1]]
+
+    fn = patch(toy_llama, "abcde", "abxde", metric=logit_diff, metric_hooks=[], components=["mlp_out"],
+               progress=False)
+    assert fn.results == diff.results and fn.backend == "native"
+
+
+def test_patching_round_trip_and_table(toy_llama, tmp_path):
+    from mi_massive.analyses.patch.record import PatchingResult
+
+    res = patch(toy_llama, "abcde", "abxde", metric="entry:2:3:7", components=["resid_pre", "head"], progress=False)
+    again = PatchingResult.load(res.save(tmp_path / "patching.json"))
+    assert type(again) is PatchingResult and again.results == res.results and again.clean == res.clean
+    df = res.to_dataframe()
+    assert list(df.columns) == ["component", "layer", "index", "index_kind", "value", "normalised"]
+    assert len(df) == 3 * 5 + 3 * 4 and set(df["index_kind"]) == {"position", "head"}

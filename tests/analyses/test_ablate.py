@@ -82,3 +82,30 @@ def test_smollm2_writer_of_507_agrees_with_ablation(smollm2):
     weakest = min((c for c in res.terms() if c.kind == "mlp"), key=lambda c: abs(c.value))
     control = base[name][0, 0, 507].item() - value_without(weakest)
     assert abs(control) < 0.1 * abs(drop)
+
+
+def test_mm_ablate_head_forms_agree_and_round_trip(tmp_path):
+    import mi_massive as mm
+    from mi_massive.analyses.ablate.record import AblationResult
+
+    model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    corpus = mm.text_corpus(model, TEXTS, prepend_bos=True)
+    by_name = mm.ablate(model, corpus, heads="L1H0", n_null=0, progress=False)
+    by_pair = mm.ablate(model, corpus, heads=[(1, 0)], n_null=0, progress=False)
+    by_dot = mm.ablate(model, corpus, heads="1.0", n_null=0, progress=False, tracked="0:5")
+    from mi_massive.core.io import to_json
+
+    assert to_json(by_name.conditions) == to_json(by_pair.conditions) == to_json(by_dot.conditions)  # NaN-safe
+    assert by_name.conditions[0].name == "heads L1H0" and by_name.tracked == [[0, 5]]
+    mean = mm.ablate(model, corpus, mlps="1", mode="mean", n_null=0, progress=False)  # reference computed on demand
+    assert mean.conditions[0].mode == "mean"
+    again = AblationResult.load(by_name.save(tmp_path / "ablation.json"))
+    assert type(again) is AblationResult and to_json(again) == to_json(by_name)
+    df = by_name.to_dataframe()
+    assert list(df.columns) == ["condition", "kind", "mode", "metric", "layer", "baseline", "ablated", "mean",
+                                "ci_low", "ci_high", "relative", "null_low", "null_high", "within_noise", "label"]
+    assert len(df) == len(by_name.metrics)
+    with pytest.raises(MiMassiveError, match="nothing to ablate"):
+        mm.ablate(model, corpus, n_null=0, progress=False)
+    with pytest.raises(MiMassiveError, match="out of range"):
+        mm.ablate(model, corpus, heads="L1H9", n_null=0, progress=False)

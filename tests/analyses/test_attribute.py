@@ -75,3 +75,15 @@ def test_mismatch_is_detected():
     t.residual = 9.0
     contribs, total, rel, dom = decompose(t)
     assert total == 9.0 and rel == 0.0 and dom == 0
+
+
+def test_attribution_round_trip_and_table(tmp_path):
+    import mi_massive as mm
+    from mi_massive.analyses.attribute.record import AttributionResult, SequenceAttribution
+
+    model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    res = mm.attribute(model, mm.text_corpus(model, ["The cat sat.", "A dog ran."], prepend_bos=True), 1, 0, 5)
+    assert all(isinstance(p, SequenceAttribution) for p in res.per_sequence) and len(res.per_sequence) == 2
+    again = AttributionResult.load(res.save(tmp_path / "attribution.json"))
+    assert type(again) is AttributionResult and again == res
+    assert list(res.to_dataframe().columns) == ["kind", "label", "value", "layer", "index"]

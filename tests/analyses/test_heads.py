@@ -49,3 +49,17 @@ def test_sink_scores_excludes_query0_and_pads():
     assert sink_scores(p, mask, [[0]]).item() == pytest.approx(0.35)
     assert sink_scores(p, mask, [[0, 2]]).item() == pytest.approx((0.5 + 0.7) / 2)
     assert sink_scores(p, mask, [[]]).isnan().all()
+
+
+def test_head_scores_round_trip_and_table(tmp_path):
+    import mi_massive as mm
+    from mi_massive.analyses.heads.record import HeadScores
+
+    model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    res = mm.heads(model, mm.text_corpus(model, ["The cat sat.", "A dog ran."], prepend_bos=True), progress=False)
+    again = HeadScores.load(res.save(tmp_path / "heads.json"))
+    assert type(again) is HeadScores and again == res
+    df = res.to_dataframe()
+    assert list(df.columns) == ["layer", "head", "to_first", "to_first_ci95", "to_massive", "to_massive_ci95",
+                                "n_massive"]
+    assert len(df) == 3 * 4 and mm.heads is head_scores

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mi_massive.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "mi_massive.cli.__main__"]
 runner = CliRunner()
 
