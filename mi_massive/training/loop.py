@@ -160,7 +160,7 @@ def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, l
 
 
 def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig) -> TrainLog | None:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
     saved = dict(state["log"]["config"])
     saved.pop("eval_every", None), saved.pop("checkpoint_every", None)
     now = cfg.to_dict()
