@@ -163,7 +163,6 @@ def test_imports_inside_functions_count():
 
 
 # ------------------------------------------------------------------------------------ import structure
-@pytest.mark.xfail(strict=False, reason="core.io -> core.loading -> core.variants.io -> core.io (lazy imports; to untangle)")
 def test_no_import_cycles():
     edges = graph()
     found = [cycle_path(edges, comp) for comp in cycles(edges)]
@@ -231,13 +230,11 @@ def test_hook_names_are_built_only_in_core_names():
     assert not hits, "build hook names with mi_massive.core.names.act_name:\n" + "\n".join(hits)
 
 
-@pytest.mark.xfail(strict=False, reason="svd/linalg.py and tokens/metrics.py have their own bootstraps (being moved to core.stats)")
 def test_one_bootstrap():
     hits = _grep(BOOTSTRAP_DEF, {"mi_massive/core/stats.py"})
     assert not hits, "bootstraps live in mi_massive/core/stats.py:\n" + "\n".join(hits)
 
 
-@pytest.mark.xfail(strict=False, reason="sweep and training compute their own NLL (being moved to core)")
 def test_one_nll():
     hits = _grep(NLL_CODE, NLL_HOMES)
     assert not hits, f"token NLLs live in {sorted(NLL_HOMES)}:\n" + "\n".join(hits)
