@@ -5,7 +5,7 @@
 * an analysis (``mi_massive/analyses/<name>/``) imports neither the report nor the CLI (nor the
   ``mi_massive`` face modules);
 * one of each: hook names are built only in ``core/names.py``; bootstraps live in ``core/stats.py``
-  and NLLs in ``core/stats.py`` / ``core/perplexity.py``; a CLI option (``--n-samples``, ...) is
+  and the token NLL in ``core/stats.py``; a CLI option (``--n-samples``, ...) is
   declared by one module.
 """
 
@@ -203,7 +203,7 @@ def test_analysis_folders_are_complete_and_registered():
 HOOK_FSTRING = re.compile(r"""\bf["']blocks\.\{|["']blocks\.["']\s*\+|["']blocks\.%d""")
 BOOTSTRAP_DEF = re.compile(r"^\s*def\s+\w*bootstrap\w*\s*\(", re.M)
 NLL_CODE = re.compile(r"log_softmax[\s\S]{0,200}?\.gather\(|\bcross_entropy\(|\bnll_loss\(")
-NLL_HOMES = {"mi_massive/core/stats.py", "mi_massive/core/perplexity.py"}
+NLL_HOMES = {"mi_massive/core/stats.py"}
 
 
 def _grep(pattern: re.Pattern, skip: set[str]) -> list[str]:
