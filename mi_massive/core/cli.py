@@ -66,6 +66,14 @@ BatchOpt = typer.Option(8, "--batch-size", help="sequences per forward pass")
 AutoBatchOpt = typer.Option(None, "--batch-size", help="sequences per forward pass (default: about 2,048 tokens per pass)")
 AbsThresholdOpt = typer.Option(100.0, "--abs-threshold", help="massive: |h| above this ...")
 RelThresholdOpt = typer.Option(1000.0, "--rel-threshold", help="... and above this x the layer median")
+LayerOpt = typer.Option(None, "--layer", help="block index (0-based); default: the first massive layer (needs a scan)")
+DimOpt = typer.Option(None, "--dim", help="residual dim; default: the largest |block output| dim at that layer")
+FiguresOpt = typer.Option(True, "--figures/--no-figures", help="write the HTML/PNG figures")
+
+
+def out_option(what: str = "", *, help: str | None = None):
+    """The ``--out/-o`` option (required): an output directory holding ``what``."""
+    return typer.Option(..., "--out", "-o", help=help or f"output directory ({what})")
 
 
 from mi_massive.core.targets import parse_index_list  # noqa: E402,F401  (CLI layers/heads lists)

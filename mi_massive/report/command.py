@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import AbsThresholdOpt, Inputs, RelThresholdOpt, command
+from mi_massive.core.cli import AbsThresholdOpt, Inputs, RelThresholdOpt, command, out_option
 from mi_massive.errors import MiMassiveError
 
 
@@ -20,7 +20,7 @@ def report_command(
                                            "(heads, ablate, attribute, intervene, ...); default: --out"),
     skip: Optional[str] = typer.Option(None, "--skip", help="analyses not to run now, comma-separated "
                                        "(heads, attribution, ablation, intervention, mlp, svd, tokens, variants)"),
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (report.html and JSON files)"),
+    out: Path = out_option("report.html and JSON files"),
 ) -> None:
     """Write OUT/report.html (self-contained, offline) with a summary and every figure, plus the JSON files."""
     from mi_massive.core.io import read_json

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import Inputs, command, echo_table, parse_index_list, write_outputs
+from mi_massive.core.cli import Inputs, command, echo_table, out_option, parse_index_list, write_outputs
 from mi_massive.errors import MiMassiveError
 
 
@@ -23,7 +23,7 @@ def ablate_command(
     mode: str = typer.Option("zero", "--mode", help="zero, mean or resample"),
     n_null: int = typer.Option(20, "--n-null", help="random same-size sets for the null (>= 20; 0 = none)"),
     track: Optional[str] = typer.Option(None, "--track", help="entries 'pos:dim,...' (default: the scan's)"),
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (ablation.json and figures)"),
+    out: Path = out_option("ablation.json and figures"),
 ) -> None:
     """Measure per-layer top-1 |h| and the tracked massive entries under each ablation, with CIs and a null."""
     from mi_massive.analyses.ablate.figures import figures

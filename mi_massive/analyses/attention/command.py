@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import Inputs, command, echo_table, parse_index_list
+from mi_massive.core.cli import Inputs, command, echo_table, out_option, parse_index_list
 from mi_massive.errors import MiMassiveError
 
 
@@ -19,7 +19,7 @@ def attention_command(
                                          "(default: first massive block, the next one and the last)"),
     heads: Optional[str] = typer.Option(None, "--heads", help="heads to show, e.g. 0,3 or 0-4 (default: all)"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="truncate the text to this many tokens"),
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (attention.html, attention.json)"),
+    out: Path = out_option("attention.html, attention.json"),
 ) -> None:
     """Write OUT/attention.html: circuitsvis head patterns, attention logits, value norms, sink shares (offline)."""
     from mi_massive.analyses.attention.run import attention, write_attention

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import Inputs, command, echo_table, write_outputs
+from mi_massive.core.cli import Inputs, command, echo_table, out_option, write_outputs
 
 
 @command(batch_size=2)
@@ -18,7 +18,7 @@ def attribute_command(
     position: int = typer.Option(0, "--position", help="token position"),
     dim: Optional[int] = typer.Option(None, "--dim", help="residual dim (default: the scan's top massive dim)"),
     top: int = typer.Option(12, "--top", help="rows of the writer table"),
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (attribution.json and figure)"),
+    out: Path = out_option("attribution.json and figure"),
 ) -> None:
     """Who writes h_L[t, d]: embeddings, every head, attention biases, every MLP, the dominant MLP's neurons."""
     from mi_massive.analyses.attribute.figures import figures

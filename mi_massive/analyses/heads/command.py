@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mi_massive.core.cli import Inputs, command, echo_table, write_outputs
+from mi_massive.core.cli import Inputs, command, echo_table, out_option, write_outputs
 
 
 def _fmt(v):
@@ -18,7 +18,7 @@ def heads_command(
     inputs: Inputs,
     top_k: int = typer.Option(5, "--top-k", help="show the k highest and k lowest heads"),
     by: str = typer.Option("first", "--by", help="rank by 'first' (position 0) or 'massive' (scan positions)"),
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (heads.json and heatmaps)"),
+    out: Path = out_option("heads.json and heatmaps"),
 ) -> None:
     """Per-head mean attention from queries q >= 1 to position 0 and to the massive positions (95% CI)."""
     from mi_massive.analyses.heads.figures import figures

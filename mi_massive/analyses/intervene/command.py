@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import Inputs, SeedOpt, check_positive, command, echo_table, write_outputs
+from mi_massive.core.cli import FiguresOpt, Inputs, SeedOpt, check_positive, command, echo_table, out_option, write_outputs
 from mi_massive.errors import MiMassiveError
 
 
@@ -45,8 +45,8 @@ def intervene_command(
     layer: Optional[int] = typer.Option(None, "--layer", help="intervene here instead of the first massive layer"),
     n_control: int = typer.Option(3, "--n-control", help="random ordinary-dim controls (seeds)"),
     variants: str = typer.Option("one,every", "--variants", help="'one', 'every' or 'one,every'"),
-    figures: bool = typer.Option(True, "--figures/--no-figures"),
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (intervene.json and figures)"),
+    figures: bool = FiguresOpt,
+    out: Path = out_option("intervene.json and figures"),
 ) -> None:
     """Zero / mean / control interventions at the first massive layer (and every layer); PPL with CIs."""
     from mi_massive.analyses.intervene import figures as figs

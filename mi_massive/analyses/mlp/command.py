@@ -7,11 +7,8 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import Inputs, command, echo_table, write_outputs
+from mi_massive.core.cli import DimOpt, FiguresOpt, Inputs, LayerOpt, command, echo_table, out_option, write_outputs
 
-LayerOpt = typer.Option(None, "--layer", help="block index (0-based); default: the first massive layer (needs a scan)")
-DimOpt = typer.Option(None, "--dim", help="residual dim; default: the largest |block output| dim at that layer")
-FiguresOpt = typer.Option(True, "--figures/--no-figures")
 
 
 def print_mlp_summary(r) -> None:
@@ -40,7 +37,7 @@ def mlp_command(
     layer: Optional[int] = LayerOpt, dim: Optional[int] = DimOpt,
     top_k: int = typer.Option(20, "--top-k", help="neurons listed"),
     figures: bool = FiguresOpt,
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (mlp.json and figures)"),
+    out: Path = out_option("mlp.json and figures"),
 ) -> None:
     """MLP checkpoints (input, gate/up or pre, post, output) and per-neuron contributions to the massive dim."""
     from mi_massive.analyses.mlp import figures as figs

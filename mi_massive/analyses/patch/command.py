@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mi_massive.core.cli import Inputs, command, write_outputs
+from mi_massive.core.cli import Inputs, command, out_option, write_outputs
 
 
 @command(corpus=False, batch_size=False)
@@ -18,7 +18,7 @@ def patch_command(
                                "ids, or quoted single tokens such as logit_diff:\" Paris\":\" Rome\") or loss"),
     components: str = typer.Option("resid_pre,attn_out,mlp_out,head", "--components"),
     backend: str = typer.Option("auto", "--backend", help="auto, native or transformer_lens"),
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (patching.json and figures)"),
+    out: Path = out_option("patching.json and figures"),
 ) -> None:
     """Patch each activation of the clean run into the corrupted run and record the metric."""
     from mi_massive.analyses.patch.figures import figures

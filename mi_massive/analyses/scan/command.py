@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import AbsThresholdOpt, Inputs, RelThresholdOpt, command, echo_table, write_outputs
+from mi_massive.core.cli import AbsThresholdOpt, FiguresOpt, Inputs, RelThresholdOpt, command, echo_table, out_option, write_outputs
 from mi_massive.errors import MiMassiveError
 
 
@@ -37,8 +36,8 @@ def scan_command(
     top_k: int = typer.Option(3, "--top-k", help="largest |h| values kept per layer and sequence"),
     abs_threshold: float = AbsThresholdOpt,
     rel_threshold: float = RelThresholdOpt,
-    figures: bool = typer.Option(True, "--figures/--no-figures", help="write the HTML/PNG figures"),
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (scan.json and figures)"),
+    figures: bool = FiguresOpt,
+    out: Path = out_option("scan.json and figures"),
 ) -> None:
     """Scan every block output for massive activations; write OUT/scan.json and figures."""
     from mi_massive.analyses.scan.figures import feature_3d_figure, figures as scan_figures

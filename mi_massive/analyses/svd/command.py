@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.analyses.mlp.command import DimOpt, FiguresOpt, LayerOpt
-from mi_massive.core.cli import Inputs, command, write_outputs
+from mi_massive.core.cli import DimOpt, FiguresOpt, Inputs, LayerOpt, command, out_option, write_outputs
 
 
 def print_svd_summary(r) -> None:
@@ -29,7 +28,7 @@ def svd_command(
     layer: Optional[int] = LayerOpt, dim: Optional[int] = DimOpt,
     n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap resamples for the R^2 CI"),
     figures: bool = FiguresOpt,
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (svd.json and figures)"),
+    out: Path = out_option("svd.json and figures"),
 ) -> None:
     """SVD of W_out (sign-fixed for the massive dim), sigma ratios, V^T[0, d], and regressions on h . u_1."""
     from mi_massive.analyses.svd import figures as figs

@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.analyses.mlp.command import FiguresOpt, LayerOpt
-from mi_massive.core.cli import Inputs, command, echo_table, write_outputs
+from mi_massive.core.cli import FiguresOpt, Inputs, LayerOpt, command, echo_table, out_option, write_outputs
 
 
 def print_tokens_summary(r) -> None:
@@ -30,7 +29,7 @@ def tokens_command(
     k: int = typer.Option(100, "--k", help="SVD components for the left/right projections"),
     n_boot: int = typer.Option(2000, "--n-boot", help="bootstrap resamples for effect-size CIs"),
     figures: bool = FiguresOpt,
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (tokens.json and figures)"),
+    out: Path = out_option("tokens.json and figures"),
 ) -> None:
     """Massive tokens by class (start / delimiter / other) and the four function-vs-content word metrics."""
     from mi_massive.analyses.tokens import figures as figs

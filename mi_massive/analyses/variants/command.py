@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from mi_massive.core.cli import echo_table, user_errors
+from mi_massive.core.cli import echo_table, out_option, user_errors
 from mi_massive.errors import MiMassiveError
 
 BaseOpt = typer.Option("toy-gpt2", "--base", "-b", help="toy-gpt2, toy-llama, smollm2-135m, a .gguf or an HF dir")
@@ -154,7 +154,7 @@ def train_variant_command(
     opts: TrainOptions,
     variant: str = typer.Option(..., "--variant", "-v", help="baseline, kv_bias, dyt, tvr, register or hybrids like tvr+kv_bias"),
     n_eval: int = typer.Option(16, "--n-eval", help="held-out windows"),
-    out: Path = typer.Option(..., "--out", "-o", help="directory of the saved variant (load it with -m OUT)"),
+    out: Path = out_option(help="directory of the saved variant (load it with -m OUT)"),
 ) -> None:
     """Build a variant on a base model, train it (resumable), and save it as safetensors + JSON."""
     from mi_massive.analyses.variants.run import base_tokenizer, train_variant
@@ -182,7 +182,7 @@ def compare_variants_command(
                                  help="comma-separated variant names"),
     n_eval: int = typer.Option(16, "--n-eval", help="held-out windows for the loss"),
     scan_windows: int = typer.Option(8, "--scan-windows", help="held-out windows scanned for massive activations"),
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (compare.json, compare.html, one dir per variant)"),
+    out: Path = out_option("compare.json, compare.html, one dir per variant"),
 ) -> None:
     """Train every variant with the same budget and seed; report loss, scan and attention sinks side by side."""
     from mi_massive.analyses.variants.run import compare_variants
