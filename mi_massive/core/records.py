@@ -90,6 +90,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def by_name(items: list[Any], name: str, what: str) -> Any:
+    """The item of ``items`` whose ``.name`` is ``name``; a one-line error lists the names there are."""
+    for item in items:
+        if item.name == name:
+            return item
+    raise MiMassiveError(f"no {what} '{name}'; {what}s: {', '.join(i.name for i in items)}")
+
+
 def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mi_massive.core.records import Record, json_field
+from mi_massive.core.records import Record, by_name, json_field
 
 
 @dataclass
@@ -149,9 +149,4 @@ class InterventionResult(Record):
 
     def run(self, name: str) -> InterventionRun:
         """The run called ``name`` (e.g. ``"original"``, ``"zero (one layer)"``)."""
-        for r in self.runs:
-            if r.name == name:
-                return r
-        from mi_massive.errors import MiMassiveError
-
-        raise MiMassiveError(f"no run '{name}'; runs: {', '.join(r.name for r in self.runs)}")
+        return by_name(self.runs, name, "run")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mi_massive.core.records import Record
+from mi_massive.core.records import Record, by_name
 
 
 @dataclass
@@ -70,9 +70,4 @@ class VariantComparison(Record):
 
     def report(self, name: str) -> VariantReport:
         """The report of the variant called ``name``."""
-        for r in self.reports:
-            if r.name == name:
-                return r
-        from mi_massive.errors import MiMassiveError
-
-        raise MiMassiveError(f"no variant '{name}'; variants: {', '.join(r.name for r in self.reports)}")
+        return by_name(self.reports, name, "variant")
