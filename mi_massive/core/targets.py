@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from mi_massive.errors import MiMassiveError
 

@@ -27,7 +27,6 @@ from mi_massive.core.names import act_name
 from mi_massive.analyses.ablate.record import AblationResult, Condition, Effect
 from mi_massive.core.provenance import provenance
 from mi_massive.core.engine import iter_corpus
-from mi_massive.core.names import act_name
 
 KINDS = ("heads", "attention", "mlp", "neurons")
 MIN_NULL = 20

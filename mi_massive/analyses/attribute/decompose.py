@@ -22,7 +22,6 @@ from jaxtyping import Float
 from mi_massive.analyses.attribute.record import Contribution
 
 TOLERANCE = 1e-4
-REFINING = ("neuron", "mlp_bias", "neuron_rest")
 
 
 class AttributionMismatch(AssertionError):

@@ -15,6 +15,9 @@ from typing import Any, ClassVar
 from mi_massive.core.records import Record
 
 
+REFINING = ("neuron", "mlp_bias", "neuron_rest")  # kinds that refine the dominant MLP term, not added again
+
+
 @dataclass
 class Contribution:
     """One additive term of a residual entry: ``value`` in residual units (signed).
@@ -76,7 +79,7 @@ class AttributionResult(Record):
 
     def terms(self) -> list[Contribution]:
         """The terms that add up to the residual (embeddings, heads, attention biases, MLP outputs)."""
-        return [c for c in self.contributions if c.kind not in ("neuron", "neuron_rest", "mlp_bias")]
+        return [c for c in self.contributions if c.kind not in REFINING]
 
     def top(self, k: int = 10, *, kinds: tuple[str, ...] | None = None) -> list[Contribution]:
         """The ``k`` contributions (of the given ``kinds``) with the largest |value|."""

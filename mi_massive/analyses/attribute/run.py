@@ -17,7 +17,7 @@ from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.hooks.ablation import check_layers
 from mi_massive.analyses.scan.run import token_strings
-from mi_massive.analyses.attribute.record import AttributionResult, SequenceAttribution
+from mi_massive.analyses.attribute.record import REFINING, AttributionResult, SequenceAttribution
 from mi_massive.core.provenance import provenance
 from mi_massive.core.engine import iter_corpus
 from mi_massive.core.names import EMBED_HOOK, act_name
@@ -89,7 +89,7 @@ def attribute(model, corpus: Corpus, layer: int, position: int, dim: int, *, bat
                 w_out=w["w_out"], b_out=w["b_out"],
             )
             contribs, total, rel, dominant = decompose(item, top_neurons=5, tolerance=tolerance)
-            top = sorted((c for c in contribs if c.kind not in ("neuron", "neuron_rest", "mlp_bias")),
+            top = sorted((c for c in contribs if c.kind not in REFINING),
                          key=lambda c: -abs(c.value))[:5]
             per_sequence.append(SequenceAttribution(sequence=seq, residual=item.residual, total=total, rel_error=rel,
                                                     dominant_mlp=dominant, top=[[c.label, c.value] for c in top]))

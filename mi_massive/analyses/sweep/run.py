@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import einops
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from mi_massive.core.corpus.corpus import Corpus
