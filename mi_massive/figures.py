@@ -8,16 +8,16 @@
 'Figure'
 
 Each analysis folder keeps its figures in ``mi_massive/analyses/<name>/figures.py`` (plotly figures
-returned as objects, circuitsvis HTML as strings). This module re-exports every public function
-defined there (except ``figures``, the record -> {file stem: figure} map that
-:class:`~mi_massive.core.analysis.Analysis` ``.figures`` points to), plus the ``*_figure`` functions of its ``report.py`` (the report's views), for every
-analysis of :data:`mi_massive.analyses.registry.ANALYSES`: a new analysis' figures appear here
-without an edit. :data:`SOURCES` says where each name comes from.
+returned as objects, circuitsvis HTML as strings). This module re-exports, for every analysis of
+:data:`mi_massive.analyses.registry.ANALYSES`, the public functions of the module that defines its
+``Analysis.figures`` map (the map itself excepted) and the ``*_figure`` functions of the module of its
+report view. Modules are found from the registry's own function objects (no import strings), so a
+new analysis' figures appear here without an edit. :data:`SOURCES` says where each name comes from.
 """
 
 from __future__ import annotations
 
-import importlib
+import sys
 from types import ModuleType
 from typing import Callable
 
@@ -31,13 +31,14 @@ def _defined_in(module: ModuleType, keep: Callable[[str], bool]) -> dict[str, Ca
             and not isinstance(obj, type) and keep(name)}
 
 
-def _optional_module(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name == name:  # the analysis has no such module
-            return None
-        raise
+def _modules(analysis) -> list[tuple[ModuleType, Callable[[str], bool]]]:
+    """The analysis' figures module (where its ``figures`` map is defined) and its report view's module."""
+    found = []
+    if analysis.figures is not None:
+        found.append((sys.modules[analysis.figures.__module__], lambda name: name != "figures"))
+    if analysis.report is not None:
+        found.append((sys.modules[analysis.report.view.__module__], lambda name: name.endswith("_figure")))
+    return found
 
 
 SOURCES: dict[str, str] = {}
@@ -46,10 +47,7 @@ CLASHES: list[str] = []
 """Names defined by two analyses (only the first is exported)."""
 
 for _analysis in ANALYSES:
-    for _suffix, _keep in (("figures", lambda name: name != "figures"), ("report", lambda name: name.endswith("_figure"))):
-        _module = _optional_module(f"mi_massive.analyses.{_analysis.name}.{_suffix}")
-        if _module is None:
-            continue
+    for _module, _keep in _modules(_analysis):
         for _name, _func in _defined_in(_module, _keep).items():
             if _name in SOURCES:  # the first analysis keeps the name (tests/test_layout.py flags clashes)
                 CLASHES.append(f"{_name}: {SOURCES[_name]} and {_module.__name__}")
