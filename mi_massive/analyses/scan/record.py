@@ -222,8 +222,9 @@ class ScanResult(Record):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ScanResult":
-        data = {**data}
-        data.setdefault("near_massive_total", len(data.get("near_massive", [])))  # files from before the count
+        if isinstance(data, dict) and "near_massive_total" not in data:
+            data = {**data}
+            data["near_massive_total"] = len(data.get("near_massive", []))  # files from before the count
         return super().from_dict(data)
 
 
