@@ -20,6 +20,7 @@ from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 
 from mi_massive.core.corpus.corpus import Corpus
+from mi_massive.core.devices import auto_batch_size, input_device, is_out_of_memory
 from mi_massive.core.hooks.types import Hook  # noqa: F401 (re-exported: the engine's fwd_hooks type)
 from mi_massive.errors import MiMassiveError, NumericalOverflowError
 
@@ -48,7 +49,7 @@ def check_finite(name: str, tensor: torch.Tensor, mask: Bool[torch.Tensor, "batc
     if any(tag in name for tag in MASKED_MINUS_INF):
         bad &= tensor != float("-inf")
     if mask is not None and bad.ndim >= 2 and bad.shape[:2] == mask.shape:
-        bad = bad & mask.view(*mask.shape, *([1] * (bad.ndim - 2)))
+        bad = bad & mask.to(bad.device).view(*mask.shape, *([1] * (bad.ndim - 2)))
     if bad.any():
         where = bad.nonzero()[0].tolist()
         hint = ("the values exceed the dtype's range (float16 max is 65,504): rerun with --dtype float32"
@@ -74,9 +75,12 @@ def run_capture(
     ``fwd_hooks`` are applied during the pass (ablations, patches); captured values are what the
     model computed *with* them, taken after every intervention on the same hook point. When
     ``need_logits`` is False the pass stops after the last capture. ``check`` raises on inf/NaN at
-    real positions (``mask``). Captured tensors are detached copies in float32 (``to_float32``).
+    real positions (``mask``). Captured tensors are detached copies in float32 (``to_float32``), on
+    the device where they were made (a sharded model's block L stays on block L's GPU); ``ids`` are
+    moved to the embedding's device (:func:`~mi_massive.core.devices.input_device`).
     """
     check_hook_names(model, names)
+    ids = ids.to(input_device(model))
     wanted = set(names)
     captured: dict[str, torch.Tensor] = {}
     source_dtypes: dict[str, torch.dtype] = {}
@@ -115,7 +119,7 @@ def iter_corpus(
     corpus: Corpus,
     names: Sequence[str],
     *,
-    batch_size: int = 8,
+    batch_size: int | None = 8,
     fwd_hooks: Sequence[Hook] | Callable[[range], Sequence[Hook]] = (),
     need_logits: bool = False,
     progress: bool | str = True,
@@ -124,17 +128,42 @@ def iter_corpus(
 
     Each batch's activations are yielded and then dropped, so memory stays at one batch's captures.
     ``fwd_hooks`` may be a function of the batch's sequence indices (per-batch interventions).
-    ``progress`` shows a tqdm bar (a string sets its label).
+    ``progress`` shows a tqdm bar (a string sets its label). ``batch_size=None`` picks it from the
+    corpus and the free device memory (:func:`~mi_massive.core.devices.auto_batch_size`).
+
+    Out of memory: a batch that fails with an out-of-memory error is retried at half the size (and
+    the rest of the run keeps the smaller size), down to one sequence; a single sequence that does not
+    fit is a :class:`MiMassiveError` naming the device, the batch and the tokens. ``ids`` and ``mask``
+    are yielded on the CPU, as the corpus made them; the captures are on the model's device(s).
     """
-    n_batches = (len(corpus) + batch_size - 1) // batch_size
+    size = auto_batch_size(model, corpus) if batch_size is None else batch_size
+    if size < 1:
+        raise MiMassiveError(f"batch_size must be positive, got {size}")
+    n_batches = (len(corpus) + size - 1) // size
     label = progress if isinstance(progress, str) else "forward"
     bar = tqdm(total=len(corpus), desc=label, unit="seq", disable=not progress or n_batches <= 1, leave=False)
+    start = 0
     with bar if bar is not None else nullcontext():
-        for indices, ids, mask in corpus.batches(batch_size):
+        while start < len(corpus):
+            indices = range(start, min(start + size, len(corpus)))
+            ids, mask = corpus.batch(indices)
             hooks = fwd_hooks(indices) if callable(fwd_hooks) else fwd_hooks
-            logits, acts = run_capture(model, ids, names, fwd_hooks=hooks, need_logits=need_logits, mask=mask)
+            try:
+                logits, acts = run_capture(model, ids, names, fwd_hooks=hooks, need_logits=need_logits, mask=mask)
+            except Exception as err:  # noqa: BLE001 (only out-of-memory is handled; the rest re-raised)
+                if not is_out_of_memory(err):
+                    raise
+                where = input_device(model)
+                if len(indices) == 1:
+                    raise MiMassiveError(f"out of memory on {where} with a batch of 1 sequence of {ids.shape[1]} "
+                                         f"tokens: use a shorter --seq-len, --dtype bfloat16 or more devices") from err
+                size = max(1, len(indices) // 2)
+                if where.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
             yield indices, ids, mask, logits, acts
             bar.update(len(indices))
+            start = indices.stop
 
 
 # ------------------------------------------------------------- restarting a forward at a block

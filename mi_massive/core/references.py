@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 from jaxtyping import Float
 
+from mi_massive.core.devices import accumulation_dtype
 from mi_massive.core.engine import iter_corpus
 from mi_massive.core.hooks.ablation import derangement
 from mi_massive.core.names import POSITION_CLASSES
@@ -38,7 +39,8 @@ def reference_means(model, corpus, names: Sequence[str], *, batch_size: int = 8,
 
     Returns ``{name: tensor [2, *feature_shape]}``: row 0 is the mean at position 0, row 1 the mean
     over all real positions >= 1 (pads excluded), pooled over sequences. Units: the hook's own
-    (e.g. hook_z values in d_head space). Sequences of length 1 contribute to row 0 only.
+    (e.g. hook_z values in d_head space). Sequences of length 1 contribute to row 0 only. Each mean
+    is on its hook's device (summed there in float64, float32 on MPS), in float32.
     """
     sums: dict[str, torch.Tensor] = {}
     counts = torch.zeros(len(POSITION_CLASSES), dtype=torch.float64)
@@ -48,14 +50,14 @@ def reference_means(model, corpus, names: Sequence[str], *, batch_size: int = 8,
         first[:, 0] = True
         classes = (first & mask, ~first & mask)
         counts += torch.tensor([float(c.sum()) for c in classes], dtype=torch.float64)
-        for name, x in acts.items():
-            x = x.double()
-            s = torch.stack([x[c].sum(0) for c in classes])
+        for name, x in acts.items():  # summed where x lives (float64; float32 on MPS)
+            x = x.to(accumulation_dtype(x.device))
+            s = torch.stack([x[c.to(x.device)].sum(0) for c in classes])
             sums[name] = sums.get(name, 0) + s
     if counts[1] == 0:
         counts[1] = 1.0  # no position >= 1 anywhere: the rest-class mean is 0 and unused
     view = (-1,) + (1,) * (next(iter(sums.values())).ndim - 1)
-    return {n: (s / counts.view(view)).float() for n, s in sums.items()}
+    return {n: (s / counts.to(device=s.device, dtype=s.dtype).view(view)).float() for n, s in sums.items()}
 
 
 @torch.no_grad()
@@ -81,6 +83,6 @@ def resample_donors(model, corpus, names: Sequence[str], *, seed: int = 0, batch
                                                        progress=False):
         for n in names:
             x = acts[n]
-            pad = torch.zeros((x.shape[0], width - x.shape[1], *x.shape[2:]), dtype=x.dtype)
+            pad = torch.zeros((x.shape[0], width - x.shape[1], *x.shape[2:]), dtype=x.dtype, device=x.device)
             out[n].append(torch.cat([x, pad], 1))
     return donor_idx, {n: torch.cat(v) for n, v in out.items()}

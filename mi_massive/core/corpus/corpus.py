@@ -65,7 +65,8 @@ class Corpus:
         """Sequences per forward pass so that a batch holds about ``tokens_per_batch`` tokens.
 
         Peak memory of a forward pass grows with batch x length (and batch x length^2 for the
-        attention scores), so long sequences get smaller batches: 8 x 256, 4 x 512, 1 x 2048.
+        attention scores), so long sequences get smaller batches: 8 x 256, 4 x 512, 1 x 2048. This is
+        the CPU rule; :func:`mi_massive.core.devices.auto_batch_size` raises it on a GPU with free memory.
         """
         return max(1, min(32, tokens_per_batch // max(self.lengths)))
 
@@ -74,14 +75,19 @@ class Corpus:
         if batch_size < 1:
             raise MiMassiveError(f"batch_size must be positive, got {batch_size}")
         for start in range(0, len(self.sequences), batch_size):
-            rows = self.sequences[start:start + batch_size]
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.bool)
-            for i, row in enumerate(rows):
-                ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-                mask[i, : len(row)] = True
-            yield range(start, start + len(rows)), ids, mask
+            indices = range(start, min(start + batch_size, len(self.sequences)))
+            yield (indices, *self.batch(indices))
+
+    def batch(self, indices: range) -> tuple[Int[torch.Tensor, "batch pos"], Bool[torch.Tensor, "batch pos"]]:
+        """(right-padded ids [batch, pos], real-token mask [batch, pos]) of the sequences ``indices`` (CPU)."""
+        rows = [self.sequences[i] for i in indices]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = True
+        return ids, mask
 
 
 def chunk_tokens(tokens: list[int], *, seq_len: int, n_samples: int, seed: int, prepend_bos: bool,

@@ -147,7 +147,7 @@ def _replacement(x: torch.Tensor, mode: str, mean: torch.Tensor | None, donor: t
     if mode == "mean":
         if mean is None:
             raise MiMassiveError("mean ablation needs reference means (see reference_means)")
-        m = mean.to(x.dtype)
+        m = mean.to(device=x.device, dtype=x.dtype)
         full = torch.empty_like(x)
         full[:, :1] = m[0]
         full[:, 1:] = m[1]
@@ -156,7 +156,7 @@ def _replacement(x: torch.Tensor, mode: str, mean: torch.Tensor | None, donor: t
         raise MiMassiveError("resample ablation needs donor activations (see resample_donors)")
     if donor.shape[0] != x.shape[0] or donor.shape[1] < x.shape[1]:
         raise MiMassiveError(f"donor activations {tuple(donor.shape)} do not cover the batch {tuple(x.shape)}")
-    return donor[:, : x.shape[1]].to(x.dtype)[index]
+    return donor[:, : x.shape[1]].to(device=x.device, dtype=x.dtype)[index]
 
 
 def replace_hook(mode: str, *, components: Sequence[int] | None = None, mean: torch.Tensor | None = None,
@@ -174,7 +174,7 @@ def replace_hook(mode: str, *, components: Sequence[int] | None = None, mean: to
         p = slice(None) if pos is None else pos
         index = (slice(None), p) if comp is None else (slice(None), p, comp)
         if pos is not None and comp is not None:  # advanced indexing on two axes: use a mesh
-            index = (slice(None), torch.tensor(pos)[:, None], torch.tensor(comp)[None, :])
+            index = (slice(None), torch.tensor(pos, device=x.device)[:, None], torch.tensor(comp, device=x.device)[None, :])
         out = x.clone()
         out[index] = _replacement(x, mode, mean, donor, index)
         return out
@@ -254,13 +254,14 @@ def per_row_head_ablation(layer: int, row_heads: Int[torch.Tensor, "batch"], mod
         raise MiMassiveError("mean ablation needs reference means (see reference_means)")
 
     def hook_fn(z: Float[torch.Tensor, "batch pos n_heads d_head"], hook=None) -> torch.Tensor:
-        rows = (row_heads >= 0).nonzero().squeeze(1)
-        heads = row_heads[rows]
+        row_heads_here = row_heads.to(z.device)
+        rows = (row_heads_here >= 0).nonzero().squeeze(1)
+        heads = row_heads_here[rows]
         out = z.clone()
         if mode == "zero":
             out[rows, :, heads] = 0.0
         else:
-            m = mean.to(z.dtype)  # [2, H, dh]
+            m = mean.to(device=z.device, dtype=z.dtype)  # [2, H, dh]
             out[rows, 0, heads] = m[0, heads]
             out[rows, 1:, heads] = m[1, heads][:, None, :]
         return out

@@ -76,7 +76,8 @@ def set_entries(x: Float[torch.Tensor, "batch pos d_model"], edit: EntryEdit) ->
     if int(edit.rows.max()) >= x.shape[0] or int(edit.positions.max()) >= x.shape[1] or int(edit.dims.max()) >= x.shape[2]:
         raise MiMassiveError(f"edit entry outside the hooked tensor of shape {tuple(x.shape)}: max row "
                              f"{int(edit.rows.max())}, position {int(edit.positions.max())}, dim {int(edit.dims.max())}")
-    out[edit.rows, edit.positions, edit.dims] = edit.values.to(device=x.device, dtype=x.dtype)
+    out[edit.rows.to(x.device), edit.positions.to(x.device), edit.dims.to(x.device)] = edit.values.to(x.dtype).to(
+        x.device)  # cast on the CPU first: float64 does not exist on MPS
     return out
 
 

@@ -14,7 +14,8 @@ from mi_massive.errors import MiMassiveError
 class ModelInfo:
     """Provenance of a loaded model, recorded in every result file.
 
-    ``fingerprint`` identifies the weights: ``sha256:<hex>`` of the source file(s), ``hub:<revision>``
+    ``device`` is where the inputs go (the embedding's device; see ``provenance["device"]`` for the
+    whole placement). ``fingerprint`` identifies the weights: ``sha256:<hex>`` of the source file(s), ``hub:<revision>``
     for hub downloads, or ``toy:<kind>:seed=<n>`` (plus planted edits) for in-process toys.
     """
 
@@ -97,11 +98,13 @@ def model_info(bridge) -> ModelInfo:
 def describe(bridge, *, spec: str, source: str, name: str, fingerprint: str, path: str | None = None,
              extra: dict[str, Any] | None = None) -> ModelInfo:
     """Build the :class:`ModelInfo` of a freshly built bridge."""
+    from mi_massive.core.devices import input_device
+
     cfg = bridge.cfg
     first_param = next(bridge.original_model.parameters())
     return ModelInfo(
         spec=spec, source=source, name=name, architecture=architecture_of(bridge.original_model),
         fingerprint=fingerprint, dtype=str(first_param.dtype).replace("torch.", ""),
-        device=str(first_param.device), n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads,
+        device=str(input_device(bridge)), n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads,
         n_ctx=cfg.n_ctx, path=path, extra=dict(extra or {}),
     )
