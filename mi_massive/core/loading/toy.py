@@ -1,4 +1,4 @@
-"""Small in-process models for fast tests: random GPT-2 / Llama shapes and planted massive activations.
+"""Small in-process models for fast tests (random GPT-2 / Llama shapes) and planted massive activations.
 
 Everything here is built from a config and a seed; nothing is downloaded. The toy tokenizer is a
 byte-level tokenizer with no merges (every UTF-8 byte is one token, id = byte + 1) plus
@@ -117,8 +117,41 @@ class PlantedActivation:
     neuron: int
 
 
+PLANT_FAMILIES = ("gpt2", "gpt_neox", "llama", "gemma2")  # llama covers Llama, Mistral, Qwen2 (same block layout)
+
+
+def plant_family(model: torch.nn.Module) -> str:
+    """Which weight layout :func:`plant_massive_activation` edits: ``gpt2``, ``gpt_neox``, ``llama`` or ``gemma2``.
+
+    >>> plant_family(build_toy_hf("toy-llama")), plant_family(build_toy_hf("toy-gpt2"))
+    ('llama', 'gpt2')
+
+    ``llama`` is any decoder with ``model.layers[i].mlp.{gate,up,down}_proj``, ``self_attn.o_proj`` and a
+    pre-MLP norm ``post_attention_layernorm`` (Llama, Mistral, Qwen2); ``gemma2`` adds the sandwich norms
+    (``pre/post_feedforward_layernorm``) and the sqrt(d_model) embedding scale.
+    """
+    if hasattr(model, "transformer") and hasattr(model.transformer, "wpe"):
+        return "gpt2"
+    if hasattr(model, "gpt_neox"):
+        return "gpt_neox"
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if layers is not None and len(layers) and all(hasattr(layers[0].mlp, n) for n in ("gate_proj", "up_proj", "down_proj")):
+        if hasattr(layers[0], "pre_feedforward_layernorm") and hasattr(layers[0], "post_feedforward_layernorm"):
+            return "gemma2"
+        if hasattr(layers[0], "post_attention_layernorm") and hasattr(layers[0].self_attn, "o_proj"):
+            return "llama"
+    raise MiMassiveError(f"cannot plant a massive activation in {type(model).__name__}: supported layouts are "
+                         f"{', '.join(PLANT_FAMILIES)} (GPT-2, GPT-NeoX/Pythia, Llama/Mistral/Qwen2, Gemma-2)")
+
+
 def _blocks(model: torch.nn.Module):
-    return model.transformer.h if hasattr(model, "transformer") else model.model.layers
+    family = plant_family(model)
+    if family == "gpt2":
+        return model.transformer.h
+    if family == "gpt_neox":
+        return model.gpt_neox.layers
+    return model.model.layers
 
 
 @torch.no_grad()
@@ -126,23 +159,36 @@ def plant_massive_activation(
     model: torch.nn.Module, layer: int, dim: int, value: float, *, indicator_dim: int | None = None,
     neuron: int = 0,
 ) -> PlantedActivation:
-    """Edit a toy model's weights so block ``layer`` writes exactly ``value`` into ``dim`` at position 0.
+    """Edit a model's weights so block ``layer`` writes exactly ``value`` into ``dim`` at position 0.
 
-    Construction (hand-derivable, so tests can check detection exactly):
+    >>> hf = build_toy_hf("toy-llama")
+    >>> p = plant_massive_activation(hf, 1, 5, 3000.0)
+    >>> out = hf(torch.tensor([[0, 66, 67]]), output_hidden_states=True).hidden_states[2]  # block 1's output
+    >>> round(out[0, 0, 5].item(), 1), out[0, 1:, 5].abs().max().item()
+    (3000.0, 0.0)
+
+    Works on GPT-2, GPT-NeoX (Pythia), Llama-like (Llama, Mistral, Qwen2) and Gemma-2 Hugging Face models
+    of any size, dtype and device (see :func:`plant_family`). Construction (hand-derivable, so tests can
+    check detection exactly):
 
     * Residual dim ``dim`` is cleared everywhere: its embedding column and every attention/MLP write
       into it are zeroed. Before block ``layer`` it is therefore exactly 0 at every position.
     * A position-0 marker lives in ``indicator_dim``: GPT-2 sets the position-0 embedding there
-      (``wpe[0, i] = 30``); Llama has no position embedding, so the BOS token's embedding carries it
-      (position 0 whenever ``prepend_bos=True``). All writes into the marker are zeroed too.
+      (``wpe[0, i] = 30``); the others have no position embedding, so the BOS token's embedding carries it
+      (position 0 whenever ``prepend_bos=True``; Gemma-2 stores 30/sqrt(d_model) because it scales its
+      embeddings by sqrt(d_model)). All writes into the marker are zeroed too.
     * MLP neuron ``neuron`` of block ``layer`` reads only the marker and fires only at the marked
-      position: GPT-2 uses a large negative bias so GELU is exactly 0 elsewhere; Llama's
-      SiLU(gate)·up is exactly 0 where the marker is 0. Its output row writes only ``dim``, scaled
-      after one calibration forward so that the written value is ``value`` (to float rounding).
+      position: GPT-2 / GPT-NeoX use a large negative bias so GELU is exactly 0 elsewhere; Llama's
+      SiLU(gate)·up (Gemma-2's GELU(gate)·up) is exactly 0 where the marker is 0. Its output row writes only
+      ``dim``, scaled after one calibration forward so that the written value is ``value`` (to the
+      dtype's rounding: bf16 keeps 8 significant bits, so 3000 becomes 2992 or 3008). Gemma-2 normalises
+      the MLP output (``post_feedforward_layernorm``) before adding it, so there the gain of that norm at
+      ``dim`` is calibrated instead.
 
     From block ``layer`` on, ``resid_post[position 0, dim] == value`` and every other position holds 0
     in ``dim``. The marker itself stays far below the absolute threshold of 100.
     """
+    family = plant_family(model)
     blocks = _blocks(model)
     d_model = model.config.hidden_size
     if not 0 <= layer < len(blocks):
@@ -155,9 +201,9 @@ def plant_massive_activation(
     if indicator_dim == dim:
         raise MiMassiveError("indicator_dim must differ from the planted dim")
     marker = 30.0
-    is_gpt2 = hasattr(model, "transformer")
+    bos = model.config.bos_token_id
     cleared = [dim, indicator_dim]
-    if is_gpt2:
+    if family == "gpt2":
         model.transformer.wte.weight[:, cleared] = 0.0
         model.transformer.wpe.weight[:, cleared] = 0.0
         model.transformer.wpe.weight[0, indicator_dim] = marker
@@ -173,10 +219,27 @@ def plant_massive_activation(
         mlp.c_proj.weight[neuron, dim] = 1.0
         blocks[layer].ln_2.weight[indicator_dim] = 1.0
         blocks[layer].ln_2.bias[indicator_dim] = 0.0
+    elif family == "gpt_neox":  # parallel residual: x + attn(ln1(x)) + mlp(ln2(x)); nn.Linear is [out, in]
+        emb = model.gpt_neox.embed_in.weight
+        emb[:, cleared] = 0.0
+        emb[bos, indicator_dim] = marker
+        for blk in blocks:
+            for proj in (blk.attention.dense, blk.mlp.dense_4h_to_h):
+                proj.weight[cleared, :] = 0.0
+                proj.bias[cleared] = 0.0
+        mlp = blocks[layer].mlp
+        mlp.dense_h_to_4h.weight[neuron, :] = 0.0
+        mlp.dense_h_to_4h.weight[neuron, indicator_dim] = 10.0
+        mlp.dense_h_to_4h.bias[neuron] = -30.0
+        mlp.dense_4h_to_h.weight[:, neuron] = 0.0
+        mlp.dense_4h_to_h.weight[dim, neuron] = 1.0
+        blocks[layer].post_attention_layernorm.weight[indicator_dim] = 1.0
+        blocks[layer].post_attention_layernorm.bias[indicator_dim] = 0.0
     else:
-        bos = model.config.bos_token_id
-        model.model.embed_tokens.weight[:, cleared] = 0.0
-        model.model.embed_tokens.weight[bos, indicator_dim] = marker
+        emb = model.model.embed_tokens
+        emb.weight[:, cleared] = 0.0
+        scale = float(getattr(emb, "scalar_embed_scale", 1.0)) if family == "gemma2" else 1.0
+        emb.weight[bos, indicator_dim] = marker / scale
         for blk in blocks:  # nn.Linear weights are [out, in]
             blk.self_attn.o_proj.weight[cleared, :] = 0.0
             blk.mlp.down_proj.weight[cleared, :] = 0.0
@@ -187,9 +250,14 @@ def plant_massive_activation(
         mlp.up_proj.weight[neuron, indicator_dim] = 1.0
         mlp.down_proj.weight[:, neuron] = 0.0
         mlp.down_proj.weight[dim, neuron] = 1.0
-        blocks[layer].post_attention_layernorm.weight[indicator_dim] = 1.0
+        if family == "gemma2":  # Gemma RMSNorm multiplies by (1 + weight)
+            blocks[layer].pre_feedforward_layernorm.weight[indicator_dim] = 0.0
+            blocks[layer].post_feedforward_layernorm.weight[dim] = 0.0
+        else:
+            blocks[layer].post_attention_layernorm.weight[indicator_dim] = 1.0
     # calibrate: one forward on a BOS-started input; the neuron's unit write equals its activation
-    probe = torch.tensor([[model.config.bos_token_id, 66, 67]])
+    device = next(model.parameters()).device
+    probe = torch.tensor([[bos, 66, 67]], device=device)
     captured = {}
     handle = blocks[layer].register_forward_hook(
         lambda _m, _i, out: captured.setdefault("h", out[0] if isinstance(out, tuple) else out)
@@ -198,11 +266,15 @@ def plant_massive_activation(
         model(probe)
     finally:
         handle.remove()
-    written = captured["h"][0, 0, dim].item()
+    written = captured["h"][0, 0, dim].float().item()
     if not written > 1.0:
         raise MiMassiveError("planting failed: the marker neuron did not fire at position 0")
-    if is_gpt2:
+    if family == "gpt2":
         mlp.c_proj.weight[neuron, dim] = value / written
+    elif family == "gpt_neox":
+        mlp.dense_4h_to_h.weight[dim, neuron] = value / written
+    elif family == "gemma2":
+        blocks[layer].post_feedforward_layernorm.weight[dim] = value / written - 1.0
     else:
         mlp.down_proj.weight[dim, neuron] = value / written
     return PlantedActivation(layer=layer, dim=dim, value=float(value), indicator_dim=indicator_dim, neuron=neuron)
