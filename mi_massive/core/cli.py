@@ -62,6 +62,10 @@ SeqLenOpt = typer.Option(256, "--seq-len", help="tokens per sequence (including 
 SeedOpt = typer.Option(0, "--seed", help="seed for drawing sequences (and any randomness)")
 BosOpt = typer.Option(False, "--prepend-bos/--no-prepend-bos", help="put the BOS token at position 0")
 DtypeOpt = typer.Option("float32", "--dtype", help="float32 (default), bfloat16 or float16")
+DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:<i> or mps (default: CUDA, else MPS, else CPU)")
+DeviceMapOpt = typer.Option(None, "--device-map", help="shard over GPUs: auto, balanced, a JSON object or a JSON "
+                                                       "file {module: device} (not with --device)")
+NDevicesOpt = typer.Option(None, "--n-devices", help="shard over this many GPUs (balanced)")
 BatchOpt = typer.Option(8, "--batch-size", help="sequences per forward pass")
 AutoBatchOpt = typer.Option(None, "--batch-size", help="sequences per forward pass (default: about 2,048 tokens per pass)")
 AbsThresholdOpt = typer.Option(100.0, "--abs-threshold", help="massive: |h| above this ...")
@@ -98,12 +102,25 @@ def check_positive(**values: int) -> None:
             raise MiMassiveError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 
-def load(model: str, dtype: str):
-    """Load the model with a short status line on stderr."""
+def load(model: str, dtype: str, *, device: Optional[str] = None, device_map: Optional[str] = None,
+         n_devices: Optional[int] = None):
+    """Load the model with two short status lines on stderr: what is loading, and on which device."""
+    from mi_massive.core.devices import resolve_placement
     from mi_massive.core.loading import load_model
 
+    resolve_placement(device, device_map, n_devices)  # a bad device fails before anything is read
     typer.echo(f"loading {model} ...", err=True)
-    return load_model(model, dtype=dtype)
+    bridge = load_model(model, dtype=dtype, device=device, device_map=device_map, n_devices=n_devices)
+    placement = getattr(bridge, "mi_massive_placement", None)
+    if placement is not None:
+        if placement.note:
+            typer.echo(f"note: {placement.note}", err=True)
+        typer.echo(placement.line(bridge), err=True)
+    from mi_massive.core.loading.random import random_note  # "weights are RANDOM (...)" for random: specs
+
+    if (note := random_note(getattr(bridge, "mi_massive_info", None))) is not None:
+        typer.echo(note, err=True)
+    return bridge
 
 
 def make_corpus(model, text: Optional[str], corpus: Optional[str], *, n_samples: int, seq_len: int, seed: int,
@@ -138,6 +155,9 @@ class Inputs:
 
     model: str
     dtype: str = "float32"
+    device: Optional[str] = None
+    device_map: Optional[str] = None
+    n_devices: Optional[int] = None
     text: Optional[str] = None
     corpus: Optional[str] = None
     n_samples: int = 8
@@ -153,13 +173,16 @@ class Inputs:
                             batch_size=self.batch_size, **positive)
         else:
             check_positive(batch_size=self.batch_size, **positive)
+        check_positive(n_devices=self.n_devices)
+        from mi_massive.core.devices import resolve_placement
         from mi_massive.core.loading import parse_dtype
 
         parse_dtype(self.dtype)
+        resolve_placement(self.device, self.device_map, self.n_devices)
 
     def load(self):
-        """The model, with a short status line on stderr."""
-        return load(self.model, self.dtype)
+        """The model on its device(s), with short status lines on stderr (``device: cpu (auto)``)."""
+        return load(self.model, self.dtype, device=self.device, device_map=self.device_map, n_devices=self.n_devices)
 
     def make_corpus(self, model):
         """The corpus of ``--text`` or ``--corpus`` for ``model``."""
@@ -183,7 +206,8 @@ def command(*, corpus: bool = True, batch_size: int | None | bool = 8):
     ['batch_size', 'corpus', 'dtype', 'model']
 
     ``corpus=True`` adds ``--text/--corpus/--n-samples/--seq-len/--seed`` (exactly one of text and
-    corpus); ``--prepend-bos``, ``--dtype`` and ``--model`` are always there. ``batch_size``: the
+    corpus); ``--prepend-bos``, ``--dtype``, ``--device``, ``--device-map``, ``--n-devices`` and
+    ``--model`` are always there (the device options go to :func:`mi_massive.load_model`). ``batch_size``: the
     default of ``--batch-size`` (None: chosen from the corpus, about 2,048 tokens per pass; False:
     no such option). Errors follow the policy of :func:`user_errors`.
     """
@@ -192,7 +216,9 @@ def command(*, corpus: bool = True, batch_size: int | None | bool = 8):
         shared += [_option("text", TextOpt, Optional[str]), _option("corpus", CorpusOpt, Optional[str]),
                    _option("n_samples", NSamplesOpt, int), _option("seq_len", SeqLenOpt, int),
                    _option("seed", SeedOpt, int)]
-    shared += [_option("prepend_bos", BosOpt, bool), _option("dtype", DtypeOpt, str)]
+    shared += [_option("prepend_bos", BosOpt, bool), _option("dtype", DtypeOpt, str),
+               _option("device", DeviceOpt, Optional[str]), _option("device_map", DeviceMapOpt, Optional[str]),
+               _option("n_devices", NDevicesOpt, Optional[int])]
     if batch_size is None:
         shared.append(_option("batch_size", AutoBatchOpt, Optional[int]))
     elif batch_size is not False:

@@ -16,6 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PLANT = [(1, 5, 3000.0)]
 VOLATILE = {"created_utc", "versions"}
+DEVICE_VOLATILE = {"name", "memory_bytes", "torch", "cuda"}  # machine facts inside provenance["device"]
 
 COMMON = ["--corpus", "builtin", "--n-samples", "4", "--seq-len", "24", "--seed", "0"]
 TEXT = "The cat sat on the mat. The dog ran."
@@ -58,6 +59,8 @@ def normalise(obj, roots: tuple[str, ...] = ()):
     """Drop volatile fields (time stamps, versions, timings); paths under ``roots`` become ``<tmp>/...``;
     floats rounded to 9 significant digits."""
     if isinstance(obj, dict):
+        if "memory_bytes" in obj and "torch" in obj:  # provenance["device"]: keep type, device, map, count
+            obj = {k: v for k, v in obj.items() if k not in DEVICE_VOLATILE}
         if "top_tokens_by_cos" in obj:  # rows past the massive tokens have cos ~1e-16: their order is float noise
             obj = {**obj, "top_tokens_by_cos": [r for r in obj["top_tokens_by_cos"] if abs(r["cos"]) > 1e-9]}
         if "top_components_for_dim" in obj:  # likewise: components with weight ~1e-17 on the planted dim
