@@ -73,7 +73,9 @@ def list_models() -> list[dict[str, Any]]:
         rows.append({"name": kind, "installed": True, "path": None,
                      "description": f"random {kind[4:]}-shaped model built in-process (seeded); for tests",
                      "install": None})
-    return rows
+    from mi_massive.core.loading.random import random_model_rows  # random:NAME, real shapes, random weights
+
+    return rows + random_model_rows()
 
 
 def toy_tokenizer():
