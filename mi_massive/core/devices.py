@@ -247,11 +247,11 @@ def input_device(model) -> torch.device:
         except (NotImplementedError, AttributeError):
             emb = None
         weight = getattr(emb, "weight", None)
-        if isinstance(weight, torch.Tensor) and weight.device.type != "meta":
+        if isinstance(weight, torch.Tensor):
             return weight.device
     embed = getattr(model, "embed", None)
     weight = getattr(embed, "W_E", None) if embed is not None else None
-    if isinstance(weight, torch.Tensor) and weight.device.type != "meta":
+    if isinstance(weight, torch.Tensor):
         return weight.device
     weight = getattr(model, "weight", None)
     if isinstance(weight, torch.Tensor):
