@@ -1,0 +1,149 @@
+"""On a real GPU: every analysis on CUDA equals its CPU result on the planted toy; fp16 overflow is detected on CUDA;
+a model sharded with a device map over two GPUs equals the single-device run.
+
+All tests are marked ``gpu`` and skipped (with the reason) when ``torch.cuda.is_available()`` is False:
+``pytest -m gpu tests/gpu`` on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import mi_massive as mm
+from mi_massive.errors import NumericalOverflowError
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: torch.cuda.is_available() is False"),
+]
+
+PLANT = [(1, 5, 3000.0)]
+RTOL, ATOL = 1e-3, 1e-4  # float32 GPU vs CPU kernels (TF32 off, see the fixture)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def exact_matmuls():
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """(CPU model, CUDA model) of the same planted toy, and a corpus for each."""
+    cpu = mm.load_toy("toy-llama", plant=PLANT, device="cpu")
+    gpu = mm.load_toy("toy-llama", plant=PLANT, device="cuda")
+    assert mm.model_info(gpu).device.startswith("cuda") and str(gpu.cfg.device).startswith("cuda")
+    corpus = mm.load_corpus(cpu, "builtin", n_samples=4, seq_len=24, seed=0, prepend_bos=True)
+    return cpu, gpu, corpus
+
+
+def assert_close_json(got, want, where="$"):
+    """Records as dicts: equal keys, equal strings/ints, floats within RTOL/ATOL (provenance is skipped)."""
+    if isinstance(want, dict):
+        assert sorted(got) == sorted(want), f"{where}: keys differ"
+        for k in want:
+            if k not in ("provenance", "created_utc") and not k.startswith("seconds"):
+                assert_close_json(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want), f"{where}: length"
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_close_json(g, w, f"{where}[{i}]")
+    elif isinstance(want, float) and math.isfinite(want):
+        assert math.isclose(got, want, rel_tol=RTOL, abs_tol=ATOL), f"{where}: cuda {got} != cpu {want}"
+    elif isinstance(want, torch.Tensor):
+        torch.testing.assert_close(got.cpu(), want.cpu(), rtol=RTOL, atol=ATOL)
+    else:
+        assert got == want, f"{where}: cuda {got!r} != cpu {want!r}"
+
+
+def both(pair, fn):
+    cpu, gpu, corpus = pair
+    want, got = fn(cpu, corpus), fn(gpu, corpus)
+    assert got.provenance["device"]["type"] == "cuda" and want.provenance["device"]["type"] == "cpu"
+    assert_close_json(got.to_dict(), want.to_dict())
+    return got
+
+
+def test_scan_on_cuda_equals_cpu(pair):
+    got = both(pair, lambda m, c: mm.scan(m, c, progress=False))
+    assert got.massive  # the planted entry is found on CUDA too
+
+
+def test_heads_on_cuda_equals_cpu(pair):
+    both(pair, lambda m, c: mm.heads(m, c, progress=False))
+
+
+def test_ablate_on_cuda_equals_cpu(pair):
+    both(pair, lambda m, c: mm.ablate(m, c, heads=[(1, 0), (1, 2)], mlps=[1], n_null=5, progress=False))
+    both(pair, lambda m, c: mm.ablate(m, c, heads=[(1, 0)], mode="mean", n_null=3, progress=False))
+
+
+def test_attribute_on_cuda_equals_cpu(pair):
+    both(pair, lambda m, c: mm.attribute(m, c, 1, 0, 5))
+
+
+def test_intervene_on_cuda_equals_cpu(pair):
+    both(pair, lambda m, c: mm.intervene(m, c, c, n_control=2, n_boot=50))
+
+
+def test_patch_on_cuda_equals_cpu(pair):
+    cpu, gpu, _ = pair
+    want = mm.patch(cpu, "abcde", "abxde", metric="entry:2:0:5", prepend_bos=True, progress=False)
+    got = mm.patch(gpu, "abcde", "abxde", metric="entry:2:0:5", prepend_bos=True, progress=False)
+    assert_close_json(got.to_dict(), want.to_dict())
+
+
+def test_head_sweep_on_cuda_equals_cpu(pair):
+    from mi_massive.analyses.sweep.run import head_sweep
+
+    cpu, gpu, corpus = pair
+    entries = [(1, 0, 5), (2, 1, 5)]
+    want = head_sweep(cpu, corpus, entries, loss=True, progress=False)
+    got = head_sweep(gpu, corpus, entries, loss=True, progress=False)
+    torch.testing.assert_close(torch.tensor(got.values), torch.tensor(want.values), rtol=RTOL, atol=ATOL)
+
+
+def test_fp16_overflow_detected_on_cuda():
+    model = mm.load_toy("toy-llama", plant=[(1, 5, 1e5)], dtype="float16", device="cuda")
+    _, ids, mask = next(mm.text_corpus(model, "The cat sat on the mat.", prepend_bos=True).batches(1))
+    from mi_massive.core.engine import run_capture
+
+    with pytest.raises(NumericalOverflowError, match="float16 max is 65,504"):
+        run_capture(model, ids, ["blocks.1.hook_resid_post"], mask=mask)
+
+
+def test_cli_picks_cuda_and_records_it(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mi_massive.cli import app
+
+    result = CliRunner().invoke(app, ["scan", "--model", "toy-llama", "--text", "The cat sat.", "--no-figures",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "device: cuda:0 (auto)" in result.output
+    device = json.loads((tmp_path / "scan.json").read_text())["provenance"]["device"]
+    assert device["type"] == "cuda" and device["memory_bytes"] > 0 and device["cuda"] == torch.version.cuda
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs at least 2 CUDA devices")
+def test_device_map_over_two_gpus_equals_single_device():
+    layers = mm.load_toy("toy-llama").cfg.n_layers
+    half = layers // 2
+    device_map = {"model.embed_tokens": 0, "model.rotary_emb": 0, "model.norm": 1, "lm_head": 1,
+                  **{f"model.layers.{i}": 0 if i < half else 1 for i in range(layers)}}
+    sharded = mm.load_model("toy-llama", device_map=device_map)
+    single = mm.load_model("toy-llama", device="cuda:0")
+    assert sharded.cfg.n_devices == 2
+    corpus = mm.load_corpus(single, "builtin", n_samples=4, seq_len=24, seed=0, prepend_bos=True)
+    a, b = mm.scan(sharded, corpus, progress=False), mm.scan(single, corpus, progress=False)
+    assert a.provenance["device"]["n_devices"] == 2
+    assert_close_json(a.to_dict(), b.to_dict())
+    n = mm.load_model("toy-llama", n_devices=2)
+    assert n.cfg.n_devices == 2
