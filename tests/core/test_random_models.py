@@ -185,3 +185,29 @@ def test_models_listing_has_every_random_spec():
     names = {row["name"] for row in random_model_rows()}
     assert {f"random:{n}" for n in REQUIRED} <= names
     assert all("RANDOM" in row["description"] for row in random_model_rows())
+
+
+def _devices_gpu():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "devices_gpu.py"
+    spec = importlib.util.spec_from_file_location("devices_gpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_benchmark_says_not_available_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _devices_gpu().gpu_part("cuda") == {"gpu": "not available on this machine"}
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_logic_runs_on_cpu_tiny():
+    section = _devices_gpu().gpu_part("cpu", tiny=True, repeats=1)["gpu"]
+    rec = section["models"]["random:llama-2-7b?tiny=1&plant=1:10:3000"]
+    assert rec["weights"] == "RANDOM" and rec["massive_found"] == 1 and rec["dtype"] == "bfloat16"
+    assert rec["max_rel_diff_top1_vs_plain"] < 1e-2  # bf16, SDPA vs eager
+    assert rec["ratio_scan_to_plain"] == pytest.approx(rec["scan_median_seconds"] / rec["plain_median_seconds"])
+    assert "not GPU figures" in section["note"]
