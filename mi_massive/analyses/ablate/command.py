@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import Inputs, command, echo_table, out_option, parse_index_list, write_outputs
+from mi_massive.core.cli import AblationModeOpt, Inputs, command, echo_table, out_option, parse_index_list, write_outputs
 from mi_massive.errors import MiMassiveError
 
 
@@ -20,7 +20,7 @@ def ablate_command(
     all_heads: bool = typer.Option(False, "--all-heads", help="every attention sublayer off (hook_attn_out, b_O too)"),
     all_mlps: bool = typer.Option(False, "--all-mlps", help="every MLP off (hook_mlp_out)"),
     mlp: Optional[str] = typer.Option(None, "--mlp", help="MLP layers to remove together, e.g. '2' or '2,3'"),
-    mode: str = typer.Option("zero", "--mode", help="zero, mean or resample"),
+    mode: str = AblationModeOpt,
     n_null: int = typer.Option(20, "--n-null", help="random same-size sets for the null (>= 20; 0 = none)"),
     track: Optional[str] = typer.Option(None, "--track", help="entries 'pos:dim,...' (default: the scan's)"),
     out: Path = out_option("ablation.json and figures"),

@@ -269,6 +269,26 @@ def per_row_head_ablation(layer: int, row_heads: Int[torch.Tensor, "batch"], mod
     return [(act_name("z", layer), hook_fn)]
 
 
+def per_row_patch(name: str, rows: Int[torch.Tensor, "k"], index: Int[torch.Tensor, "k"],
+                  clean: torch.Tensor, *, axis: int = 1) -> list[Hook]:
+    """Batch row ``rows[i]`` takes the clean value at ``index[i]`` -- batched activation patching.
+
+    ``axis=1``: a position (``x[r, p] = clean[0, p]``; resid/attn_out/mlp_out); ``axis=2``: a component
+    at every position (``x[r, :, h] = clean[0, :, h]``; heads of hook_z). Other rows are untouched.
+    """
+    def hook_fn(x: torch.Tensor, hook=None) -> torch.Tensor:
+        r, i = rows.to(x.device), index.to(x.device)
+        c = clean[:, : x.shape[1]].to(device=x.device, dtype=x.dtype)
+        out = x.clone()
+        if axis == 1:
+            out[r, i] = c[0, i]
+        else:
+            out[r, :, i] = c[0][:, i].transpose(0, 1)
+        return out
+
+    return [(name, hook_fn)]
+
+
 @dataclass(frozen=True)
 class Patch:
     """Patch ``hook`` with a clean activation at ``positions`` (None: all) and ``components`` (None: all)."""
