@@ -134,7 +134,8 @@ def iter_corpus(
     Out of memory: a batch that fails with an out-of-memory error is retried at half the size (and
     the rest of the run keeps the smaller size), down to one sequence; a single sequence that does not
     fit is a :class:`MiMassiveError` naming the device, the batch and the tokens. ``ids`` and ``mask``
-    are yielded on the CPU, as the corpus made them; the captures are on the model's device(s).
+    are yielded on the embedding's device (where a single-device model's captures are too; on a sharded
+    model move the mask to each capture's device).
     """
     size = auto_batch_size(model, corpus) if batch_size is None else batch_size
     if size < 1:
@@ -161,7 +162,8 @@ def iter_corpus(
                 if where.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
-            yield indices, ids, mask, logits, acts
+            where = input_device(model)
+            yield indices, ids.to(where), mask.to(where), logits, acts
             bar.update(len(indices))
             start = indices.stop
 
