@@ -204,8 +204,9 @@ def token_nll(logits: Float[torch.Tensor, "batch pos vocab"], ids: Int[torch.Ten
     Computed in ``dtype`` (float64 by default; float32 for training, which needs gradients cheaply).
     """
     logp = torch.log_softmax(logits[:, :-1].to(dtype), dim=-1)
-    target = ids[:, 1:]
+    target = ids[:, 1:].to(logp.device)
     nll = -logp.gather(-1, target[..., None])[..., 0]
+    mask = None if mask is None else mask.to(logp.device)
     scored = torch.ones_like(target, dtype=torch.bool) if mask is None else (mask[:, :-1] & mask[:, 1:])
     return nll.masked_fill(~scored, 0.0), scored
 

@@ -53,6 +53,8 @@ def assert_close_json(got, want, where="$"):
         assert len(got) == len(want), f"{where}: length"
         for i, (g, w) in enumerate(zip(got, want)):
             assert_close_json(g, w, f"{where}[{i}]")
+    elif isinstance(want, float) and math.isnan(want):
+        assert isinstance(got, float) and math.isnan(got), f"{where}: cuda {got} != cpu nan"
     elif isinstance(want, float) and math.isfinite(want):
         assert math.isclose(got, want, rel_tol=RTOL, abs_tol=ATOL), f"{where}: cuda {got} != cpu {want}"
     elif isinstance(want, torch.Tensor):
@@ -79,16 +81,25 @@ def test_heads_on_cuda_equals_cpu(pair):
 
 
 def test_ablate_on_cuda_equals_cpu(pair):
-    both(pair, lambda m, c: mm.ablate(m, c, heads=[(1, 0), (1, 2)], mlps=[1], n_null=5, progress=False))
-    both(pair, lambda m, c: mm.ablate(m, c, heads=[(1, 0)], mode="mean", n_null=3, progress=False))
+    both(pair, lambda m, c: mm.ablate(m, c, heads=[(1, 0), (1, 2)], mlps=[1], n_null=20, progress=False))
+    both(pair, lambda m, c: mm.ablate(m, c, heads=[(1, 0)], mode="mean", n_null=0, progress=False))
 
 
 def test_attribute_on_cuda_equals_cpu(pair):
-    both(pair, lambda m, c: mm.attribute(m, c, 1, 0, 5))
+    cpu, gpu, corpus = pair
+    want, got = mm.attribute(cpu, corpus, 1, 0, 5), mm.attribute(gpu, corpus, 1, 0, 5)
+    w, g = want.to_dict(), got.to_dict()
+    big = [r for r in w["contributions"] if abs(r.get("mean", r.get("value", 1.0)) or 0) > 1e-3]
+    assert_close_json(g["contributions"][: len(big)], w["contributions"][: len(big)])  # tiny ties may reorder
 
 
 def test_intervene_on_cuda_equals_cpu(pair):
-    both(pair, lambda m, c: mm.intervene(m, c, c, n_control=2, n_boot=50))
+    cpu, gpu, _ = pair
+    evals, calib = mm.split_corpus(mm.load_corpus(cpu, "builtin", n_samples=8, seq_len=24, seed=0,
+                                                  prepend_bos=True), 4)
+    want = mm.intervene(cpu, evals, calib, n_control=2, n_boot=50)
+    got = mm.intervene(gpu, evals, calib, n_control=2, n_boot=50)
+    assert_close_json(got.to_dict(), want.to_dict())
 
 
 def test_patch_on_cuda_equals_cpu(pair):
