@@ -60,7 +60,7 @@ def test_string_token_logit_diff_equals_id_form(toy_llama):
     by_id = patch(toy_llama, "abcde", "abxde", metric=f"logit_diff:{ids[0]}:{ids[1]}",
                   components=["resid_pre"], progress=False)
     by_str = patch(toy_llama, "abcde", "abxde", metric='logit_diff:"a":"b"', components=["resid_pre"], progress=False)
-    assert by_str.results == by_id.results and by_str.clean == by_id.clean
+    assert by_str.results == by_id.results and by_str.clean == by_id.clean  # the same metric: bit-identical
     with pytest.raises(MiMassiveError, match="not one"):
         patch(toy_llama, "abcde", "abxde", metric='logit_diff:"ab":"b"', progress=False)
 
@@ -70,7 +70,9 @@ def test_callable_metric_equals_string_metric(toy_llama):
     entry = patch(toy_llama, "abcde", "abxde", metric="entry:2:3:7", components=["resid_pre", "head"], progress=False)
     fn = patch(toy_llama, "abcde", "abxde", components=["resid_pre", "head"], progress=False,
                metric=lambda logits, cache: cache["blocks.2.hook_resid_post"][0, 3, 7])
-    assert fn.results == entry.results and fn.metric == "custom:<lambda>"
+    for c in entry.results:  # the fast path reads the entry from a shorter (causal) window: float noise only
+        torch.testing.assert_close(torch.tensor(fn.results[c]), torch.tensor(entry.results[c]), atol=1e-5, rtol=1e-5)
+    assert fn.metric == "custom:<lambda>"
     diff = patch(toy_llama, "abcde", "abxde", metric=f"logit_diff:{ids[0]}:{ids[1]}", backend="native",
                  components=["mlp_out"], progress=False)
 
@@ -79,7 +81,9 @@ def test_callable_metric_equals_string_metric(toy_llama):
 
     fn = patch(toy_llama, "abcde", "abxde", metric=logit_diff, metric_hooks=[], components=["mlp_out"],
                progress=False)
-    assert fn.results == diff.results and fn.backend == "native"
+    torch.testing.assert_close(torch.tensor(fn.results["mlp_out"]), torch.tensor(diff.results["mlp_out"]),
+                               atol=1e-5, rtol=1e-5)
+    assert fn.backend == "native"
 
 
 def test_patching_round_trip_and_table(toy_llama, tmp_path):
@@ -91,3 +95,64 @@ def test_patching_round_trip_and_table(toy_llama, tmp_path):
     df = res.to_dataframe()
     assert list(df.columns) == ["component", "layer", "index", "index_kind", "value", "normalised"]
     assert len(df) == 3 * 5 + 3 * 4 and set(df["index_kind"]) == {"position", "head"}
+
+
+ALL = ["resid_pre", "attn_out", "mlp_out", "head"]
+
+
+@pytest.mark.parametrize("fixture", ["toy_gpt2", "toy_llama"])
+@pytest.mark.parametrize("metric", ["loss", "loss:last", "loss:2,5", 'logit_diff:"a":"b"', "entry:2:4:7",
+                                    "entry:1:0:5"])
+def test_fast_equals_naive_and_transformer_lens(request, fixture, metric):
+    """Every component and metric: the fast path == one forward per cell == transformer_lens.patching (1e-5)."""
+    model = request.getfixturevalue(fixture)
+    args = dict(metric=metric, components=ALL, prepend_bos=True, progress=False)
+    fast = patch(model, "abcdefg", "abxdefg", max_rows=5, **args)  # several chunks per layer
+    naive = patch(model, "abcdefg", "abxdefg", method="naive", **args)
+    assert fast.backend == "native" and "method" not in fast.provenance["options"]
+    assert naive.provenance["options"]["method"] == "naive"
+    assert fast.clean == naive.clean and fast.corrupted == naive.corrupted
+    scale = max(1.0, abs(fast.corrupted))  # entry metrics are ~3000 (the planted value): compare relatively
+    for c in ALL:
+        torch.testing.assert_close(torch.tensor(fast.results[c]), torch.tensor(naive.results[c]), atol=1e-5 * scale,
+                                   rtol=1e-5)
+    if not metric.startswith("entry"):
+        tl = patch(model, "abcdefg", "abxdefg", backend="transformer_lens", **args)
+        for c in ALL:
+            torch.testing.assert_close(torch.tensor(fast.results[c]), torch.tensor(tl.results[c]), atol=1e-5, rtol=1e-5)
+    grid = torch.tensor(fast.results["resid_pre"])
+    assert (grid[0, :3] == fast.corrupted).all()  # identical tokens before the differing one: exactly corrupted
+    if not metric.startswith("entry:1:0"):
+        assert (grid - fast.corrupted).abs().max() > 1e-4  # and the grid is not trivially constant
+
+
+def test_loss_metrics_are_independent_nlls(toy_llama):
+    """loss:last / loss:P,Q equal NLLs computed here from plain logits; loss is their mean over all tokens."""
+    from mi_massive.analyses.patch.run import _ids
+
+    ids = _ids(toy_llama, "abxdefg", True)
+    logp = torch.log_softmax(toy_llama(ids)[0].double(), -1)
+    nll = torch.stack([-logp[t - 1, ids[0, t]] for t in range(1, ids.shape[1])])
+    got = {m: patch(toy_llama, "abcdefg", "abxdefg", metric=m, components=["head"], prepend_bos=True,
+                    progress=False).corrupted for m in ("loss", "loss:last", "loss:2,5")}
+    assert got["loss"] == pytest.approx(nll.mean().item(), abs=1e-5)
+    assert got["loss:last"] == pytest.approx(nll[-1].item(), abs=1e-5)
+    assert got["loss:2,5"] == pytest.approx(((nll[1] + nll[4]) / 2).item(), abs=1e-5)
+    with pytest.raises(MiMassiveError, match="cannot be scored"):
+        patch(toy_llama, "abcdefg", "abxdefg", metric="loss:0", prepend_bos=True, progress=False)
+    with pytest.raises(MiMassiveError, match="cannot read metric"):
+        patch(toy_llama, "abcdefg", "abxdefg", metric="loss:x", prepend_bos=True, progress=False)
+
+
+def test_top_cells_and_figures(toy_llama):
+    from mi_massive.analyses.patch.figures import NORMALISATION, figures
+
+    res = patch(toy_llama, "abcde", "abxde", metric="loss:last", components=["resid_pre", "head"], progress=False)
+    top = res.top_cells(3)
+    deltas = sorted((abs(v - res.corrupted) for g in res.results.values() for row in g for v in row), reverse=True)
+    assert [abs(c["delta"]) for c in top] == pytest.approx(deltas[:3])
+    cell = next(c for c in res.top_cells(100) if c["component"] == "resid_pre" and c["layer"] == 0 and c["index"] == 2)
+    assert cell["where"] == "pos 2 'x' (clean 'c')" and cell["normalised"] == pytest.approx(1.0, abs=1e-4)
+    fig = figures(res)["patch_resid_pre"]
+    assert NORMALISATION in fig.data[0].colorbar.title.text
+    assert list(fig.data[0].x)[2] == "2:'c'→'x'" and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text

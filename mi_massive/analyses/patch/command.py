@@ -6,7 +6,22 @@ from pathlib import Path
 
 import typer
 
-from mi_massive.core.cli import Inputs, command, out_option, write_outputs
+from mi_massive.core.cli import Inputs, MethodOpt, command, echo_table, out_option, write_outputs
+from mi_massive.analyses.patch.run import METRIC_HELP
+
+DEFAULT_METRIC = "loss"
+
+
+def print_patching(res, *, default_metric: bool = False, top: int = 10) -> None:
+    """The metric (and whether it is the default), clean/corrupted values, and the top cells as a table."""
+    typer.echo(f"metric: {res.metric}{' (default)' if default_metric else ''}; clean {res.clean:.4g}, corrupted "
+               f"{res.corrupted:.4g} (backend {res.backend})")
+    typer.echo(f"top {top} cells by |patched - corrupted|; normalised effect = (patched - corrupted) / "
+               f"(clean - corrupted): 1 = clean restored, 0 = no effect")
+    echo_table(["component", "layer", "position / head", "patched", "normalised"],
+               [[c["component"], c["layer"], c["where"], f"{c['value']:.4g}",
+                 f"{c['normalised']:+.3f}" if c["normalised"] == c["normalised"] else "n/a (clean = corrupted)"]
+                for c in res.top_cells(top)])
 
 
 @command(corpus=False, batch_size=False)
@@ -14,15 +29,15 @@ def patch_command(
     inputs: Inputs,
     clean: str = typer.Option(..., "--clean", help="clean prompt"),
     corrupted: str = typer.Option(..., "--corrupted", help="corrupted prompt (same number of tokens)"),
-    metric: str = typer.Option("loss", "--metric", help="entry:L:P:D (residual entry), logit_diff:A:B (A, B: token "
-                               "ids, or quoted single tokens such as logit_diff:\" Paris\":\" Rome\") or loss"),
+    metric: str = typer.Option(DEFAULT_METRIC, "--metric", help=METRIC_HELP),
     components: str = typer.Option("resid_pre,attn_out,mlp_out,head", "--components"),
-    backend: str = typer.Option("auto", "--backend", help="auto, native or transformer_lens"),
+    backend: str = typer.Option("auto", "--backend", help="auto (= native), native or transformer_lens"),
+    method: str = MethodOpt,
     out: Path = out_option("patching.json and figures"),
 ) -> None:
     """Patch each activation of the clean run into the corrupted run and record the metric."""
     from mi_massive.analyses.patch.figures import figures
-    from mi_massive.analyses.patch.run import COMPONENTS, parse_metric, patch
+    from mi_massive.analyses.patch.run import COMPONENTS, METHODS, parse_metric, patch
     from mi_massive.core.io import prepare_out_dir
     from mi_massive.errors import MiMassiveError
 
@@ -32,10 +47,12 @@ def patch_command(
         raise MiMassiveError(f"unknown component '{bad[0] if bad else ''}'; choose from {', '.join(COMPONENTS)}")
     if backend not in ("auto", "native", "transformer_lens"):
         raise MiMassiveError(f"unknown backend '{backend}'; use auto, native or transformer_lens")
+    if method not in METHODS:
+        raise MiMassiveError(f"unknown --method '{method}'; use fast or naive")
     bridge = inputs.load()
     parse_metric(bridge, metric)
-    res = patch(bridge, clean, corrupted, metric=metric, components=comps, backend=backend,
+    res = patch(bridge, clean, corrupted, metric=metric, components=comps, backend=backend, method=method,
                 prepend_bos=inputs.prepend_bos, options={"prepend_bos": inputs.prepend_bos, "dtype": inputs.dtype})
     out = prepare_out_dir(out)
-    typer.echo(f"metric {metric}: clean {res.clean:.4g}, corrupted {res.corrupted:.4g} (backend {res.backend})")
+    print_patching(res, default_metric=metric == DEFAULT_METRIC)
     write_outputs(out, "patching.json", res, {stem: (lambda fig=fig: fig) for stem, fig in figures(res).items()})

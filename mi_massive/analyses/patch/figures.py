@@ -8,20 +8,38 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 
 from mi_massive.analyses.patch.record import PatchingResult
 
+NORMALISATION = "(patched - corrupted) / (clean - corrupted)"
+
 
 def patching_figure(res: PatchingResult, component: str) -> go.Figure:
-    """Normalised patching grid: 1 = the clean metric restored, 0 = corrupted value."""
-    z = res.normalised[component]
-    x = res.corrupted_tokens if component != "head" else list(range(len(z[0])))
-    fig = go.Figure(go.Heatmap(z=z, x=[f"{i}:{t}" for i, t in enumerate(x)] if component != "head" else x,
-                               colorscale="RdBu", zmid=0))
-    fig.update_layout(title=f"Patching {component} (metric {res.metric}; clean {res.clean:.3g}, corrupted "
-                            f"{res.corrupted:.3g})", xaxis_title="position" if component != "head" else "head",
-                      yaxis_title="layer", template="plotly_white")
+    """Layer x position (or head) grid of the normalised effect: 1 = the clean metric restored, 0 = the
+    corrupted value. When clean == corrupted the normalisation is undefined and patched - corrupted (the
+    metric's units) is shown instead; the colour bar says which."""
+    normalised = all(math.isfinite(v) for row in res.normalised[component] for v in row)
+    if normalised:
+        z, bar = res.normalised[component], f"normalised effect<br>{NORMALISATION}<br>1 = clean restored"
+    else:
+        z = [[v - res.corrupted for v in row] for row in res.results[component]]
+        bar = f"patched - corrupted<br>({res.metric}; clean = corrupted,<br>so not normalised)"
+    if component == "head":
+        x, x_title = [f"H{h}" for h in range(len(z[0]))], "head (attn.hook_z, all positions)"
+    else:
+        x = [f"{i}:{t!r}" if c == t else f"{i}:{c!r}→{t!r}"
+             for i, (c, t) in enumerate(zip(res.clean_tokens, res.corrupted_tokens))]
+        x_title = "position: token (clean→corrupted where they differ)"
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=[f"L{l}" for l in range(len(z))], colorscale="RdBu", zmid=0,
+                               colorbar=dict(title=dict(text=bar)),
+                               hovertemplate="%{y}, %{x}<br>%{z:.4g}<extra></extra>"))
+    fig.update_layout(title=f"Patching {component}, clean → corrupted (metric {res.metric}; clean {res.clean:.4g}, "
+                            f"corrupted {res.corrupted:.4g})", xaxis_title=x_title, yaxis_title="layer (block)",
+                      yaxis=dict(autorange="reversed"), template="plotly_white",
+                      height=max(350, 18 * len(z) + 180), margin=dict(b=120))
     return fig
 
 

@@ -42,6 +42,36 @@ class PatchingResult(Record):
     normalised: dict[str, list[list[float]]]
     backend: str
 
+    def top_cells(self, k: int = 10) -> list[dict[str, Any]]:
+        """The ``k`` cells with the largest |patched - corrupted|, largest first.
+
+        >>> rec = PatchingResult(provenance={}, metric="loss", clean=1.0, corrupted=3.0, clean_tokens=["a", "b"],
+        ...                      corrupted_tokens=["a", "c"], results={"resid_pre": [[3.0, 1.0]]},
+        ...                      normalised={"resid_pre": [[0.0, 1.0]]}, backend="native")
+        >>> [(c["component"], c["where"], c["normalised"]) for c in rec.top_cells(1)]
+        [('resid_pre', "pos 1 'c' (clean 'b')", 1.0)]
+
+        Each row: ``component``, ``layer``, ``index`` (position or head), ``where`` (a readable label
+        with the corrupted token, and the clean one where they differ), ``value`` (patched metric),
+        ``delta`` (patched - corrupted) and ``normalised`` ((patched - corrupted) / (clean - corrupted)).
+        """
+        rows = []
+        for component, grid in self.results.items():
+            norm = self.normalised.get(component, [])
+            for layer, row in enumerate(grid):
+                for index, value in enumerate(row):
+                    if component == "head":
+                        where = f"head {index}"
+                    else:
+                        tok, clean_tok = self.corrupted_tokens[index], self.clean_tokens[index]
+                        where = f"pos {index} {tok!r}" + (f" (clean {clean_tok!r})" if clean_tok != tok else "")
+                    n = norm[layer][index] if layer < len(norm) and index < len(norm[layer]) else None
+                    rows.append({"component": component, "layer": layer, "index": index, "where": where,
+                                 "value": value, "delta": value - self.corrupted,
+                                 "normalised": float("nan") if n is None else n})
+        rows.sort(key=lambda r: -abs(r["delta"]) if r["delta"] == r["delta"] else 0.0)
+        return rows[:k]
+
     def to_dataframe(self):
         """One row per grid cell: ``component``, ``layer``, ``index`` (the position, or the head for
         ``head``), ``index_kind`` (``position`` / ``head``), ``value`` (the patched metric) and
