@@ -1,6 +1,7 @@
 """Example: ablate every head alone (zero or mean) and rank heads by their effect on a massive entry.
 
-Uses the fast sweep (one ablated head per batch row, starting from the cached residual); partial
+The command ``mi-massive sweep`` does the same (plus every MLP, a ranked table and figures). This
+script uses the fast sweep (one ablated head per batch row, starting from the cached residual); partial
 results go to ``--partial`` so an interrupted run resumes where it stopped.
 
     .venv/bin/python scripts/head_sweep.py --model smollm2-135m --layer 12 --dim 507 --mode mean
@@ -9,6 +10,7 @@ results go to ``--partial`` so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -16,6 +18,14 @@ import mi_massive as mm
 
 
 def main() -> None:
+    try:
+        run()
+    except mm.MiMassiveError as err:  # bad input: one line, exit 2 (as the commands do)
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--layer", type=int, default=12)

@@ -73,6 +73,8 @@ RelThresholdOpt = typer.Option(1000.0, "--rel-threshold", help="... and above th
 LayerOpt = typer.Option(None, "--layer", help="block index (0-based); default: the first massive layer (needs a scan)")
 DimOpt = typer.Option(None, "--dim", help="residual dim; default: the largest |block output| dim at that layer")
 FiguresOpt = typer.Option(True, "--figures/--no-figures", help="write the HTML/PNG figures")
+MethodOpt = typer.Option("fast", "--method", help="fast (batched rows, cached residuals, causal shortcuts; the same "
+                         "numbers) or naive (one full forward per component, the reference)")
 AblationModeOpt = typer.Option("zero", "--mode", help="ablation: zero, mean (reference mean per position class) or "
                                "resample (another sequence's activation; not in sweep)")
 

@@ -63,3 +63,41 @@ def test_sweep_bad_inputs(toy_gpt2):
         head_sweep(toy_gpt2, corpus, [], progress=False)
     with pytest.raises(MiMassiveError, match="needs reference means"):
         head_sweep(toy_gpt2, corpus, [(1, 0, 1)], mode="mean", progress=False)
+
+
+def test_mlp_sweep_fast_equals_naive_and_independent(toy_llama):
+    """MLP rows: fast == naive, and equal to an independent run_capture with hook_mlp_out zeroed."""
+    from mi_massive.core.engine import run_capture
+    from mi_massive.core.hooks import ablate_mlps
+
+    corpus = text_corpus(toy_llama, TEXTS, prepend_bos=True)
+    entries = [(1, 0, 5), (2, 1, 7)]
+    fast = sweep_mod.sweep(toy_llama, corpus, entries, mlps=True, loss=True, batch_size=2, progress=False)
+    naive = sweep_mod.sweep(toy_llama, corpus, entries, mlps=True, loss=True, method="naive", batch_size=2,
+                            progress=False)
+    torch.testing.assert_close(torch.tensor(fast.mlp_values), torch.tensor(naive.mlp_values), atol=1e-4, rtol=1e-5)
+    _, ids, _ = next(corpus.batches(1))
+    _, acts = run_capture(toy_llama, ids, ["blocks.2.hook_resid_post"], fwd_hooks=ablate_mlps(toy_llama, [1]))
+    assert fast.mlp_values[1][0][1] == pytest.approx(acts["blocks.2.hook_resid_post"][0, 1, 7].item(), abs=1e-4)
+    assert sweep_mod.head_sweep is sweep_mod.sweep
+    top = fast.ranked(0, 1)[0]
+    every = [abs(e[0]) for heads in fast.effect for e in heads] + [abs(e[0]) for e in fast.mlp_effect]
+    assert abs(top["effect"]) == max(every)
+
+
+def test_sweep_command_resumes_and_ranks(tmp_path):
+    from typer.testing import CliRunner
+
+    from mi_massive.cli import app
+
+    runner = CliRunner()
+    args = ["sweep", "-m", "toy-gpt2", "--text", "The cat sat on the mat.", "--layer", "1", "--dim", "3",
+            "--no-figures", "-o", str(tmp_path / "s")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "L0H" in r.output and "MLP" in r.output and "effect on entry L1 p0 d3" in r.output
+    data = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert len(data["effect"]) == 3 and len(data["mlp_effect"]) == 3
+    assert not (tmp_path / "s" / "sweep.partial.json").exists()  # removed once complete
+    r = runner.invoke(app, [*args[:-1], str(tmp_path / "m"), "--mode", "resample"])
+    assert r.exit_code == 2 and "zero or mean" in r.output

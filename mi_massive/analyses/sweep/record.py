@@ -16,12 +16,14 @@ from mi_massive.core.records import Record
 
 @dataclass(repr=False)
 class SweepResult(Record):
-    """Single-head ablation sweep.
+    """Single-component ablation sweep (every head; every MLP with ``mlps``).
 
     ``values[layer][head][sequence][metric]``: each metric with that one head ablated;
     ``baseline[sequence][metric]``: unablated. Metrics: ``entry L{l} p{pos} d{dim}`` (signed residual
     value) and optionally ``loss`` (mean next-token cross-entropy, nats). ``effect[layer][head][metric]``
-    = mean over sequences of values - baseline.
+    = mean over sequences of values - baseline. ``mlp_values[layer][sequence][metric]`` /
+    ``mlp_effect[layer][metric]``: the same with the MLP of that layer ablated (None without ``mlps``).
+    ``mode``: zero or mean; ``method``: fast or naive (same numbers); ``seconds``: wall time.
     """
 
     provenance: dict[str, Any]
@@ -32,4 +34,34 @@ class SweepResult(Record):
     values: list[list[list[list[float]]]]
     effect: list[list[list[float]]]
     seconds: float
+    mlp_values: list[list[list[float]]] | None = None
+    mlp_effect: list[list[float]] | None = None
+
+    def ranked(self, metric: int = 0, top: int | None = None) -> list[dict[str, Any]]:
+        """Heads (and MLPs) ordered by |effect| on metric ``metric`` (index into ``metric_names``), largest first.
+
+        >>> rec = SweepResult(provenance={}, metric_names=["m"], mode="zero", method="fast", baseline=[[10.0]],
+        ...                   values=[], effect=[[[-1.0], [-8.0]]], seconds=0.0, mlp_effect=[[3.0]])
+        >>> [(r["component"], r["effect"]) for r in rec.ranked()]
+        [('L0H1', -8.0), ('MLP 0', 3.0), ('L0H0', -1.0)]
+
+        Each row: ``component`` (``L{layer}H{head}`` or ``MLP {layer}``), ``kind``, ``layer``, ``head``
+        (None for an MLP), ``effect`` (mean over sequences of ablated - baseline, the metric's units) and
+        ``relative`` (effect / mean baseline; NaN when the baseline is 0).
+        """
+        base = sum(row[metric] for row in self.baseline) / max(len(self.baseline), 1)
+        rows = [{"component": f"L{layer}H{head}", "kind": "head", "layer": layer, "head": head, "effect": e[metric]}
+                for layer, heads in enumerate(self.effect) for head, e in enumerate(heads)]
+        rows += [{"component": f"MLP {layer}", "kind": "mlp", "layer": layer, "head": None, "effect": e[metric]}
+                 for layer, e in enumerate(self.mlp_effect or [])]
+        for r in rows:
+            r["relative"] = r["effect"] / base if base else float("nan")
+        rows.sort(key=lambda r: -abs(r["effect"]) if r["effect"] == r["effect"] else 0.0)
+        return rows[:top] if top else rows
+
+    def to_dataframe(self):
+        """One row per head and MLP (:meth:`ranked` for the first metric), largest |effect| first."""
+        import pandas as pd
+
+        return pd.DataFrame(self.ranked())
 

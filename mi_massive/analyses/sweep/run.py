@@ -1,4 +1,13 @@
-"""Single-head ablation sweep over every head, fast and resumable.
+"""Single-component ablation sweep over every head (and every MLP), fast and resumable.
+
+>>> import mi_massive as mm
+>>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+>>> corpus = mm.text_corpus(model, ["The cat sat on the mat.", "A dog ran."], prepend_bos=False)
+>>> res = mm.sweep(model, corpus, [(1, 0, 5)], mlps=True, progress=False)
+>>> len(res.effect), len(res.effect[0]), round(res.baseline[0][0])   # [layer][head][metric]; h_1[0, 5]
+(3, 4, 3000)
+>>> round(res.mlp_effect[1][0]) < -1000   # removing MLP 1 removes the planted massive value
+True
 
 For every (layer L, head h) the metrics are recomputed with head h of layer L ablated at
 ``blocks.L.attn.hook_z``. Metrics: signed residual entries h_l[pos, dim] (``entry L{l} p{pos} d{dim}``
@@ -16,7 +25,13 @@ Two methods give the same numbers (to float rounding; tested to 1e-4 relative):
   after the last tracked layer are skipped unless the loss is needed. Heads in layers after every
   tracked entry cannot change it: they get the baseline without any forward (both methods).
 
-Long sweeps show a tqdm bar and, with ``out_path``, write partial results atomically after each
+With ``mlps=True`` every MLP sublayer (``blocks.L.hook_mlp_out``, b_out included) is also ablated
+alone, one forward per (batch, layer) starting at block L from the cached residual (``mlp_values``,
+``mlp_effect``). Modes: ``zero`` and ``mean`` (reference means per position class, from
+:func:`mi_massive.core.hooks.reference_means` at the hook_z / hook_mlp_out names) for heads and MLPs,
+with both methods; ``resample`` is not supported by the sweep (use ``mm.ablate`` with donors).
+
+Long sweeps show one tqdm bar and, with ``out_path``, write partial results atomically after each
 (batch, layer) unit; rerunning with the same options resumes and recomputes nothing done.
 """
 
@@ -35,7 +50,7 @@ from tqdm.auto import tqdm
 
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.core.hooks.ablation import ablate_heads, check_layers, check_mode, per_row_head_ablation
+from mi_massive.core.hooks.ablation import ablate_heads, ablate_mlps, check_layers, check_mode, per_row_head_ablation
 from mi_massive.core.names import EMBED_HOOK, act_name, hook_layer
 from mi_massive.analyses.sweep.record import SweepResult
 from mi_massive.core.io import atomic_write_text, read_json
@@ -102,12 +117,13 @@ class _Partial:
             atomic_write_text(self.path, json.dumps({"key": self.key, "options": self.options, "units": self.units}))
 
 
-def head_sweep(
+def sweep(
     model,
     corpus: Corpus,
     entries: Sequence[Entry],
     *,
     loss: bool = False,
+    mlps: bool = False,
     mode: str = "zero",
     means: dict[str, torch.Tensor] | None = None,
     method: str = "fast",
@@ -118,17 +134,26 @@ def head_sweep(
     partial_path: str | Path | None = None,
     progress: bool = True,
 ) -> SweepResult:
-    """Ablate every head of ``layers`` (default: all) one at a time; see the module docstring.
+    """Ablate every head (and, with ``mlps``, every MLP) of ``layers`` (default: all) one at a time.
 
+    >>> import mi_massive as mm
+    >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
+    >>> corpus = mm.text_corpus(model, "The cat sat.", prepend_bos=False)
+    >>> res = sweep(model, corpus, [(2, 0, 5)], progress=False)
+    >>> res.metric_names, len(res.values[0])   # one entry; [layer][head][sequence][metric]
+    (['entry L2 p0 d5'], 4)
+
+    See the module docstring. ``entries``: (layer, position, dim) residual entries tracked (signed
+    values at ``blocks.L.hook_resid_post``); ``loss``: also the mean next-token loss (nats).
     ``mode``: ``zero`` or ``mean`` (``means`` from :func:`mi_massive.core.hooks.reference_means` at the
-    hook_z names). ``max_rows`` caps the rows of one fast forward (heads x sequences).
+    hook_z names, and the hook_mlp_out names for ``mlps``). ``max_rows`` caps the rows of one fast forward (heads x sequences).
     ``truncate`` (fast method, no loss): run only positions 0..max tracked position -- exact in a
     causal model, where h[t] depends on tokens <= t only; a position-0 entry needs one token.
     ``partial_path``: where partial results go (resume file); the result itself is returned.
     """
     check_mode(mode)
     if mode == "resample":
-        raise MiMassiveError("the sweep supports zero and mean ablation")
+        raise MiMassiveError("the sweep supports zero and mean ablation (resample: use mm.ablate with donors)")
     if method not in ("fast", "naive"):
         raise MiMassiveError(f"unknown sweep method '{method}'; use fast or naive")
     entries = check_entries(model, entries)
@@ -137,7 +162,9 @@ def head_sweep(
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     layers = check_layers(model, range(n_layers) if layers is None else layers)
     if mode == "mean":
-        missing = [act_name("z", layer) for layer in layers if act_name("z", layer) not in (means or {})]
+        need = [act_name("z", layer) for layer in layers] + ([act_name("mlp_out", layer) for layer in layers]
+                                                             if mlps else [])
+        missing = [name for name in need if name not in (means or {})]
         if missing:
             raise MiMassiveError(f"mean ablation needs reference means for {missing[0]}")
     names = sorted({act_name("resid_post", e[0]) for e in entries}, key=lambda n: hook_layer(n)[0])
@@ -145,14 +172,19 @@ def head_sweep(
     last_needed = n_layers - 1 if loss else last_entry
     metric_names = [entry_label(e) for e in entries] + (["loss"] if loss else [])
     options = {"entries": [list(e) for e in entries], "loss": loss, "mode": mode, "layers": layers, "method": method,
+               **({"mlps": True} if mlps else {}),
                "batch_size": batch_size, "corpus": corpus.describe(),
                "model": getattr(getattr(model, "mi_massive_info", None), "fingerprint", model.cfg.model_name)}
     partial = _Partial(Path(partial_path) if partial_path else None, _options_key(options), options)
     batches = list(corpus.batches(batch_size))
-    total_units = len(batches) * len(layers)
-    todo = sum(1 for idx, _, _ in batches for layer in layers if not partial.done(f"b{idx.start}:L{layer}"))
-    bar = tqdm(total=total_units, initial=total_units - todo, desc=f"head sweep ({method})", unit="layer",
-               disable=not progress, leave=False)
+    kinds = ["L", "M"] if mlps else ["L"]  # unit keys: heads of a layer (L), the MLP of a layer (M)
+    total_units = len(batches) * len(layers) * len(kinds)
+    todo = sum(1 for idx, _, _ in batches for layer in layers for k in kinds if not partial.done(f"b{idx.start}:{k}{layer}"))
+    what = "heads and MLPs" if mlps else "heads"
+    bar = tqdm(total=total_units, initial=total_units - todo, unit="unit", disable=not progress, leave=False,
+               desc=f"sweep: {len(layers) * n_heads} heads{f' + {len(layers)} MLPs' if mlps else ''} x "
+                    f"{len(corpus)} seq ({method}, {mode}; units = batch x layer x {what})")
+    per_mlp: dict[tuple[int, int], list] = {}
     start = time.perf_counter()
     baseline_rows: list[torch.Tensor] = []
     per_unit: dict[tuple[int, int], list] = {}
@@ -186,6 +218,20 @@ def head_sweep(
             partial.put(unit, vals.tolist())
             per_unit[(idx.start, layer)] = vals.tolist()
             bar.update(1)
+        for layer in layers if mlps else []:
+            unit = f"b{idx.start}:M{layer}"
+            if partial.done(unit):
+                per_mlp[(idx.start, layer)] = partial.units[unit]
+                continue
+            if layer > last_needed:
+                vals = base.clone()
+            else:
+                vals = _mlp_one(model, ids, mask, calls, names, entries, loss, layer, mode, means, method, last_needed)
+            early = [i for i, e in enumerate(entries) if e[0] < layer]
+            vals[:, early] = base[:, early]
+            partial.put(unit, vals.tolist())
+            per_mlp[(idx.start, layer)] = vals.tolist()
+            bar.update(1)
     bar.close()
     baseline = torch.cat(baseline_rows)
     values = torch.full((n_layers, n_heads, len(corpus), len(metric_names)), float("nan"))
@@ -193,11 +239,34 @@ def head_sweep(
         v = torch.tensor(v)
         values[layer, :, s:s + v.shape[1]] = v
     effect = (values - baseline[None, None]).mean(2)
+    mlp_values = mlp_effect = None
+    if mlps:
+        mv = torch.full((n_layers, len(corpus), len(metric_names)), float("nan"))
+        for (s, layer), v in per_mlp.items():
+            v = torch.tensor(v)
+            mv[layer, s:s + v.shape[0]] = v
+        mlp_values, mlp_effect = mv.tolist(), (mv - baseline[None]).mean(1).tolist()
     return SweepResult(
         provenance=provenance(model, corpus, options={k: v for k, v in options.items() if k != "corpus"}),
         metric_names=metric_names, mode=mode, method=method, baseline=baseline.tolist(), values=values.tolist(),
-        effect=effect.tolist(), seconds=time.perf_counter() - start,
+        effect=effect.tolist(), seconds=time.perf_counter() - start, mlp_values=mlp_values, mlp_effect=mlp_effect,
     )
+
+
+head_sweep = sweep  # the earlier name
+
+
+def _mlp_one(model, ids, mask, calls, names, entries, loss, layer, mode, means, method, last_needed) -> torch.Tensor:
+    """[seq, metric] with the MLP of ``layer`` ablated (fast: from the cached residual entering block ``layer``)."""
+    hooks = ablate_mlps(model, [layer], mode, means=means)
+    if method == "naive":
+        logits, acts = run_capture(model, ids, names or [EMBED_HOOK], fwd_hooks=hooks, need_logits=loss, mask=mask)
+    else:
+        later = [nm for nm in names if hook_layer(nm)[0] >= layer]
+        logits, acts = run_blocks_from(model, layer, calls[layer][0][0], calls, ids.shape[0], later, fwd_hooks=hooks,
+                                       last_layer=last_needed, need_logits=loss)
+        acts = {**{nm: torch.zeros(ids.shape[0], ids.shape[1], model.cfg.d_model) for nm in names}, **acts}
+    return metric_values(acts, entries, sequence_loss(logits, ids, mask) if loss else None, ids.shape[0])
 
 
 def _naive_one(model, ids, mask, names, entries, loss, layer, head, mode, means) -> torch.Tensor:
