@@ -342,8 +342,8 @@ def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, me
     >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
     >>> res = mm.patch(model, "abcde", "abxde", metric="entry:2:3:7", components=["resid_pre"], progress=False)
     >>> grid = res.results["resid_pre"]
-    >>> round(grid[0][2] - res.clean, 4), grid[0][0] == res.corrupted   # the differing token restores all
-    (0.0, True)
+    >>> abs(grid[0][2] - res.clean) < 1e-4, grid[0][0] == res.corrupted   # the differing token restores all
+    (True, True)
     >>> same = mm.patch(model, "abcde", "abxde", components=["resid_pre"], progress=False,
     ...                 metric=lambda logits, cache: cache["blocks.2.hook_resid_post"][0, 3, 7])
     >>> bool(torch.allclose(torch.tensor(same.results["resid_pre"]), torch.tensor(grid), atol=1e-5))

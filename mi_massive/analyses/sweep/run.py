@@ -2,7 +2,7 @@
 
 >>> import mi_massive as mm
 >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
->>> corpus = mm.text_corpus(model, ["The cat sat on the mat.", "A dog ran."], prepend_bos=False)
+>>> corpus = mm.text_corpus(model, ["The cat sat on the mat.", "A dog ran."], prepend_bos=True)
 >>> res = mm.sweep(model, corpus, [(1, 0, 5)], mlps=True, progress=False)
 >>> len(res.effect), len(res.effect[0]), round(res.baseline[0][0])   # [layer][head][metric]; h_1[0, 5]
 (3, 4, 3000)
