@@ -206,8 +206,8 @@ def command(*, corpus: bool = True, batch_size: int | None | bool = 8):
     >>> @command(batch_size=2)
     ... def demo(inputs: Inputs, top: int = 3) -> None:
     ...     print(inputs.model, inputs.batch_size, top)
-    >>> sorted(p for p in inspect.signature(demo).parameters)[:4]
-    ['batch_size', 'corpus', 'dtype', 'model']
+    >>> {'model', 'corpus', 'device', 'batch_size', 'top'} <= set(inspect.signature(demo).parameters)
+    True
 
     ``corpus=True`` adds ``--text/--corpus/--n-samples/--seq-len/--seed`` (exactly one of text and
     corpus); ``--prepend-bos``, ``--dtype``, ``--device``, ``--device-map``, ``--n-devices`` and
