@@ -57,7 +57,8 @@ def sequence_stats(h: Float[torch.Tensor, "batch pos d_model"], mask: Bool[torch
     """Top-k, median, ratio and per-dim max of |h| per sequence, ignoring positions where ``mask`` is False."""
     a = h.abs().float()
     d_model = a.shape[-1]
-    masked = a.masked_fill(~mask[..., None], -1.0)  # pads can never reach a top-k (|h| >= 0)
+    # pads can never reach a top-k (|h| >= 0); no copy when every position is real
+    masked = a if bool(mask.all()) else a.masked_fill(~mask[..., None].to(a.device), -1.0)
     flat = masked.flatten(1)
     n_real = mask.sum(1) * d_model
     if int(n_real.min()) < k:
@@ -88,13 +89,11 @@ def detect(h: Float[torch.Tensor, "batch pos d_model"], mask: Bool[torch.Tensor,
            median: Float[torch.Tensor, "batch"], *, abs_threshold: float = ABS_THRESHOLD,
            rel_threshold: float = REL_THRESHOLD) -> tuple[Detection, Detection]:
     """(massive, near-massive) entries of one layer, per sequence rule (strict ``>`` on both tests)."""
-    a = h.abs().float()
-    real = mask[..., None]
-    above_abs = (a > abs_threshold) & real
-    above_rel = a > rel_threshold * median.view(-1, 1, 1)
+    rows, pos, dims = (h.abs().float() > abs_threshold).nonzero().unbind(1)  # few candidates: test the rest on them
+    values = h[rows, pos, dims].float()
+    real = mask.to(h.device)[rows, pos]
+    rel = values.abs() > rel_threshold * median.to(values.device)[rows]
     result = []
-    for chosen in (above_abs & above_rel, above_abs & ~above_rel):
-        idx = chosen.nonzero()
-        rows, pos, dims = idx.unbind(1) if idx.numel() else (idx[:, 0],) * 3
-        result.append(Detection(rows, pos, dims, h[rows, pos, dims].float()))
+    for chosen in (real & rel, real & ~rel):
+        result.append(Detection(rows[chosen], pos[chosen], dims[chosen], values[chosen]))
     return result[0], result[1]

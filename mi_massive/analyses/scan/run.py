@@ -23,6 +23,7 @@ from mi_massive.errors import MiMassiveError
 from mi_massive.core.provenance import provenance
 from mi_massive.analyses.scan.record import LayerPerSequence, LayerRecord, MassiveEntry, ScanResult, summarize_entries
 from mi_massive.core.engine import iter_corpus
+from mi_massive.core.fastpath import pick_route
 from mi_massive.core.names import act_name, hook_layer, resid_names
 
 MAX_NEAR_ENTRIES = 2000  # near-massive entries kept in the JSON (the total count is always recorded)
@@ -83,6 +84,8 @@ def scan(
     |h| > ``abs_threshold`` and > ``rel_threshold`` x the layer median are listed as massive, those
     above only the absolute threshold as near-massive. See :mod:`mi_massive.analyses.scan.detect`.
     ``batch_size`` None picks about 2,048 tokens per forward pass (:meth:`Corpus.auto_batch_size`).
+    The forward pass is the plain ``transformers`` one (route ``"hf"``, :mod:`mi_massive.core.fastpath`)
+    unless a hook is attached to the bridge or ``$MI_MASSIVE_ROUTE=bridge``; ``provenance.options.route`` says which ran.
     """
     if top_k < 1:
         raise MiMassiveError(f"top_k must be positive, got {top_k}")
@@ -93,6 +96,7 @@ def scan(
         raise MiMassiveError(f"top_k={top_k} exceeds the number of entries of the shortest sequence ({shortest})")
     names = resid_names(model.cfg.n_layers, include_embed=include_embed)
     batch_size = batch_size or corpus.auto_batch_size()
+    route = pick_route(model, names)  # 'hf': plain transformers forward (core/fastpath.py); 'bridge': hooks
     str_tokens = token_strings(model, corpus.sequences)
     per_hook: dict[str, dict[str, list]] = {n: {"top_values": [], "top_positions": [], "top_dims": [],
                                                 "median": [], "ratio": []} for n in names}
@@ -138,7 +142,7 @@ def scan(
         ))
     opts = {"top_k": top_k, "abs_threshold": abs_threshold, "rel_threshold": rel_threshold,
             "include_embed": include_embed, "hooks": "blocks.L.hook_resid_post (+ blocks.0.hook_resid_pre)",
-            **(options or {})}
+            "route": route, **(options or {})}
     return ScanResult(
         provenance=provenance(model, corpus, options=opts), tokens=corpus.sequences, str_tokens=str_tokens,
         layers=layers, massive=massive, near_massive=near, near_massive_total=near_total,
