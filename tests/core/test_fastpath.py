@@ -230,3 +230,16 @@ def test_fast_route_on_cuda_equals_cpu():
     for name in names:
         assert gpu[name].device.type == "cuda"
         assert _rel(gpu[name].cpu(), cpu[name]) <= 1e-4, name
+
+
+@pytest.mark.parametrize("n", [5, 32_768, 32_769, 147_456])
+def test_exact_median_equals_numpy(n):
+    import numpy as np
+
+    from mi_massive.analyses.scan.median import exact_median
+
+    gen = torch.Generator().manual_seed(n)
+    for x in (torch.randn(n, generator=gen).abs() ** 3,                     # skewed, like |h|
+              torch.randint(0, 40, (n,), generator=gen).float(),             # heavy ties
+              torch.cat([torch.zeros(n // 2), torch.full((n - n // 2,), 7.0)])):  # two values, middle between
+        assert exact_median(x) == float(np.median(x.numpy()))

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 
+from mi_massive.analyses.scan.median import exact_median
+
 ABS_THRESHOLD = 100.0
 REL_THRESHOLD = 1000.0
 
@@ -22,11 +24,10 @@ REL_THRESHOLD = 1000.0
 def true_median(values: Float[torch.Tensor, "..."]) -> float:
     """The median of all entries, averaging the two middle values for an even count (numpy's rule).
 
-    Computed with numpy's introselect (several times faster than ``torch.kthvalue`` on CPU).
+    Computed with numpy (several times faster than ``torch.kthvalue`` on CPU), on a bracketing band
+    for large tensors (:func:`mi_massive.analyses.scan.median.exact_median`, same value).
     """
-    if values.numel() == 0:
-        raise ValueError("median of an empty tensor")
-    return float(np.median(values.detach().float().cpu().numpy()))
+    return exact_median(values)
 
 
 def _real_entries(a: Float[torch.Tensor, "pos d_model"], row_mask: Bool[torch.Tensor, "pos"]) -> torch.Tensor:
