@@ -140,6 +140,8 @@ def bench_cpu(args) -> dict:
     import torch
     import transformers
 
+    from mi_massive.core.io import utc_now
+
     if torch.get_num_threads() != args.threads:
         torch.set_num_threads(args.threads)
     out: dict = {"model": "smollm2-135m", "dtype": "float32",
@@ -151,10 +153,12 @@ def bench_cpu(args) -> dict:
         return {**out, "skipped": missing}
     if "memory" not in args.skip:  # first, while this process is small: a child's ru_maxrss starts at its parent's RSS
         mem = child(MEMORY_CHILD, str(args.mem_samples), str(args.mem_seq_len), "0", str(args.threads))
-        out["memory"] = {**mem, "tokens": f"{args.mem_samples} x {args.mem_seq_len}", "target_peak_mib": 2048}
+        out["memory"] = {**mem, "tokens": f"{args.mem_samples} x {args.mem_seq_len}", "target_peak_mib": 2048,
+                         "created_utc": utc_now(), "loadavg": list(os.getloadavg())}
         print("cpu memory:", json.dumps(out["memory"]))
     if "time" not in args.skip:
-        out["time"] = bench_cpu_time(args.n_samples, args.seq_len, args.batch_size, args.repeats)
+        out["time"] = {**bench_cpu_time(args.n_samples, args.seq_len, args.batch_size, args.repeats),
+                       "created_utc": utc_now()}
         print("cpu time:", json.dumps(out["time"]["median_seconds"]), "ratio", out["time"]["ratio_scan_over_plain"])
     out["settings"]["loadavg_after"] = list(os.getloadavg())
     return out
@@ -190,7 +194,8 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results.update({"benchmark": "devices", "versions": package_versions()})
     if args.part in ("cpu", "all"):
-        results["cpu"] = {**bench_cpu(args), "created_utc": utc_now()}
+        # a skipped section (--skip memory) keeps its figures from the previous run (each has its created_utc)
+        results["cpu"] = {**results.get("cpu", {}), **bench_cpu(args), "created_utc": utc_now()}
     if args.part in ("gpu", "all"):
         gpu = bench_gpu(args)
         results["gpu"] = {**gpu, "created_utc": utc_now()} if isinstance(gpu, dict) else gpu
