@@ -56,7 +56,7 @@ def test_control_dims_are_ordinary_and_deterministic():
 def test_hook_in_model_sets_exactly_the_entries(toy_llama):
     ids = torch.tensor([[0, 70, 71, 72, 73], [0, 80, 81, 82, 83]])
     names = ["blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]
-    _, clean = run_capture(toy_llama, ids, names)
+    _, clean = run_capture(toy_llama, ids, names, route="bridge")  # same route as the hooked run: bit-identical
     edit = EntryEdit.from_entries([(0, 0, 5, 0.0), (1, 3, 9, 42.0)])
     _, hit = run_capture(toy_llama, ids, names, fwd_hooks=layer_hooks({1: edit}))
     h, c = hit["blocks.1.hook_resid_post"], clean["blocks.1.hook_resid_post"]
