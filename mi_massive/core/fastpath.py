@@ -112,15 +112,17 @@ def _hf_layers(model) -> list[nn.Module] | None:
 
 
 def requested_route(route: str | None = None) -> str:
-    """The route asked for: the argument, else ``$MI_MASSIVE_ROUTE``, else ``"auto"``.
+    """The route asked for: the argument (default ``"auto"``), except that ``$MI_MASSIVE_ROUTE=bridge`` forces hooks.
 
     >>> requested_route("bridge"), requested_route(None) in ROUTES
     ('bridge', True)
     """
-    value = (route or os.environ.get(ROUTE_ENV) or "auto").strip().lower()
+    env = (os.environ.get(ROUTE_ENV) or "").strip().lower()
+    if env and env not in ROUTES:
+        raise MiMassiveError(f"unknown route {env!r} (from ${ROUTE_ENV}); choose one of {', '.join(ROUTES)}")
+    value = "bridge" if env == "bridge" else (route or env or "auto").strip().lower()
     if value not in ROUTES:
-        raise MiMassiveError(f"unknown route {value!r} (from {'route=' if route else '$' + ROUTE_ENV}); "
-                             f"choose one of {', '.join(ROUTES)}")
+        raise MiMassiveError(f"unknown route {value!r}; choose one of {', '.join(ROUTES)}")
     return value
 
 

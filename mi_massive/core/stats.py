@@ -231,7 +231,7 @@ def sequence_loss(logits: Float[torch.Tensor, "batch pos vocab"], ids: Int[torch
     1.3863
     """
     nll, _ = token_nll(logits, ids, dtype=torch.float32)
-    valid = mask[:, 1:].float()
+    valid = mask[:, 1:].to(nll.device).float()
     return (nll * valid).sum(1) / valid.sum(1).clamp_min(1.0)
 
 

@@ -67,7 +67,7 @@ def test_fast_route_equals_plain_transformers_at_real_positions(planted, kind):
     _, ids, mask = _batch(model)
     names = resid_names(model.cfg.n_layers)
     assert pick_route(model, names) == "hf"
-    _, fast = run_capture(model, ids, names, mask=mask)
+    _, fast = run_capture(model, ids, names, mask=mask, route="auto")
     _, bridge = run_capture(model, ids, names, mask=mask, route="bridge")
     for row in range(ids.shape[0]):
         n = int(mask[row].sum())
@@ -135,11 +135,11 @@ def test_hooks_on_the_bridge_force_the_bridge_route():
     model = load_toy("toy-llama", seed=0)
     ids = torch.tensor([[0, 5, 6, 7]])
     name = "blocks.1.hook_resid_post"
-    _, clean = run_capture(model, ids, [name])
+    _, clean = run_capture(model, ids, [name], route="auto")
     model.add_hook(name, lambda x, hook: x + 1.0)  # a user's permanent edit of the residual stream
     try:
         assert pick_route(model, [name]) == "bridge"
-        _, edited = run_capture(model, ids, [name])
+        _, edited = run_capture(model, ids, [name], route="auto")
     finally:
         model.reset_hooks()
     assert torch.allclose(edited[name], clean[name] + 1.0, atol=1e-5)
@@ -190,7 +190,7 @@ def test_kv_bias_variant_keeps_its_attention(kind):
     names = resid_names(model.cfg.n_layers)
     with plain_hf(model) as inner:
         assert inner.config._attn_implementation == "kv_bias"  # custom attention kept, not SDPA
-    _, fast = run_capture(model, ids, names)
+    _, fast = run_capture(model, ids, names, route="auto")
     _, bridge = run_capture(model, ids, names, route="bridge")
     plain = _plain_hidden(hf, ids)  # the patched HF model itself (its own kv_bias attention)
     for name, want in zip(names, plain):
@@ -207,7 +207,7 @@ def test_smollm2_fast_route_equals_plain_transformers(smollm2):
     corpus = mm.builtin_corpus(smollm2, n_samples=2, seq_len=64, seed=0)
     ids = torch.tensor(corpus.sequences)
     names = resid_names(smollm2.cfg.n_layers)
-    _, fast = run_capture(smollm2, ids, names)
+    _, fast = run_capture(smollm2, ids, names, route="auto")
     _, bridge = run_capture(smollm2, ids, names, route="bridge")
     plain = _plain_hidden(ref, ids)
     worst_bridge = 0.0
@@ -223,10 +223,10 @@ def test_fast_route_on_cuda_equals_cpu():
         pytest.skip("no CUDA device: torch.cuda.is_available() is False")
     ids = torch.tensor([[0, 5, 6, 7, 8, 9]])
     names = resid_names(3)
-    _, cpu = run_capture(load_toy("toy-llama", seed=0, plant=PLANT), ids, names)
+    _, cpu = run_capture(load_toy("toy-llama", seed=0, plant=PLANT), ids, names, route="auto")
     gpu_model = load_toy("toy-llama", seed=0, plant=PLANT, device="cuda")
     assert pick_route(gpu_model, names) == "hf"
-    _, gpu = run_capture(gpu_model, ids, names)
+    _, gpu = run_capture(gpu_model, ids, names, route="auto")
     for name in names:
         assert gpu[name].device.type == "cuda"
         assert _rel(gpu[name].cpu(), cpu[name]) <= 1e-4, name

@@ -96,7 +96,7 @@ def scan(
         raise MiMassiveError(f"top_k={top_k} exceeds the number of entries of the shortest sequence ({shortest})")
     names = resid_names(model.cfg.n_layers, include_embed=include_embed)
     batch_size = batch_size or corpus.auto_batch_size()
-    route = pick_route(model, names)  # 'hf': plain transformers forward (core/fastpath.py); 'bridge': hooks
+    route = pick_route(model, names, route="auto")  # 'hf': plain transformers forward (core/fastpath.py); 'bridge': hooks
     str_tokens = token_strings(model, corpus.sequences)
     per_hook: dict[str, dict[str, list]] = {n: {"top_values": [], "top_positions": [], "top_dims": [],
                                                 "median": [], "ratio": []} for n in names}
@@ -104,7 +104,7 @@ def scan(
     massive: list[MassiveEntry] = []
     near: list[MassiveEntry] = []
     near_total = 0
-    for indices, _ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size,
+    for indices, _ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size, route="auto",
                                                            progress="scan" if progress else False):
         for name in names:
             layer, _ = hook_layer(name)
@@ -116,7 +116,7 @@ def scan(
             rec["top_dims"] += stats.top_dims.tolist()
             rec["median"] += stats.median.tolist()
             rec["ratio"] += stats.ratio.tolist()
-            dim_max[name] = torch.maximum(dim_max[name], stats.dim_max.amax(0))
+            dim_max[name] = torch.maximum(dim_max[name], stats.dim_max.amax(0).cpu())  # d_model floats to the CPU
             mas, nea = detect(h, mask, stats.median, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
             massive += _entries(mas, name, layer, indices, corpus.sequences, str_tokens, stats.median)
             near_total += len(nea.values)
@@ -169,5 +169,5 @@ def sentence_activations(model, text: str, layer: int, *, prepend_bos: bool):
     corpus = text_corpus(model, text, prepend_bos=prepend_bos)
     ids = torch.tensor(corpus.sequences)
     name = act_name("resid_post", layer)
-    _, acts = run_capture(model, ids, [name])
+    _, acts = run_capture(model, ids, [name], route="auto")
     return acts[name][0], token_strings(model, corpus.sequences)[0]
