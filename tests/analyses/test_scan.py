@@ -201,3 +201,16 @@ def test_summary_is_typed_and_keeps_dict_reads(tmp_path):
                                 "massive_dims"]
     assert df["layer"].tolist() == [-1, 0, 1, 2]
     assert result.massive_dataframe()["dim"].tolist() == [5] * len(result.massive)
+
+
+def test_accelerator_median_rule_equals_numpy():
+    """The kthvalue medians used on GPUs (``_middle``) follow numpy's rule exactly, odd and even counts."""
+    import numpy as np
+
+    from mi_massive.analyses.scan.median import _middle
+
+    gen = torch.Generator().manual_seed(0)
+    for n in (7, 8, 4096, 4097):
+        x = torch.randn(3, n, generator=gen).abs()
+        want = torch.tensor([float(np.median(row.numpy())) for row in x])
+        assert torch.equal(_middle(x), want), n

@@ -42,32 +42,32 @@ def pair():
     return cpu, gpu, corpus
 
 
-def assert_close_json(got, want, where="$"):
+def assert_close_json(got, want, where="$", atol=ATOL):
     """Records as dicts: equal keys, equal strings/ints, floats within RTOL/ATOL (provenance is skipped)."""
     if isinstance(want, dict):
         assert sorted(got) == sorted(want), f"{where}: keys differ"
         for k in want:
             if k not in ("provenance", "created_utc") and not k.startswith("seconds"):
-                assert_close_json(got[k], want[k], f"{where}.{k}")
+                assert_close_json(got[k], want[k], f"{where}.{k}", atol)
     elif isinstance(want, (list, tuple)):
         assert len(got) == len(want), f"{where}: length"
         for i, (g, w) in enumerate(zip(got, want)):
-            assert_close_json(g, w, f"{where}[{i}]")
+            assert_close_json(g, w, f"{where}[{i}]", atol)
     elif isinstance(want, float) and math.isnan(want):
         assert isinstance(got, float) and math.isnan(got), f"{where}: cuda {got} != cpu nan"
     elif isinstance(want, float) and math.isfinite(want):
-        assert math.isclose(got, want, rel_tol=RTOL, abs_tol=ATOL), f"{where}: cuda {got} != cpu {want}"
+        assert math.isclose(got, want, rel_tol=RTOL, abs_tol=atol), f"{where}: cuda {got} != cpu {want}"
     elif isinstance(want, torch.Tensor):
-        torch.testing.assert_close(got.cpu(), want.cpu(), rtol=RTOL, atol=ATOL)
+        torch.testing.assert_close(got.cpu(), want.cpu(), rtol=RTOL, atol=atol)
     else:
         assert got == want, f"{where}: cuda {got!r} != cpu {want!r}"
 
 
-def both(pair, fn):
+def both(pair, fn, atol=ATOL):
     cpu, gpu, corpus = pair
     want, got = fn(cpu, corpus), fn(gpu, corpus)
     assert got.provenance["device"]["type"] == "cuda" and want.provenance["device"]["type"] == "cpu"
-    assert_close_json(got.to_dict(), want.to_dict())
+    assert_close_json(got.to_dict(), want.to_dict(), atol=atol)
     return got
 
 
@@ -81,8 +81,11 @@ def test_heads_on_cuda_equals_cpu(pair):
 
 
 def test_ablate_on_cuda_equals_cpu(pair):
-    both(pair, lambda m, c: mm.ablate(m, c, heads=[(1, 0), (1, 2)], mlps=[1], n_null=20, progress=False))
-    both(pair, lambda m, c: mm.ablate(m, c, heads=[(1, 0)], mode="mean", n_null=0, progress=False))
+    # effects are differences of values near the planted 3000: CPU and GPU kernels round those at ~3e-7
+    # relative, so the differences agree to ~1e-3 absolute (measured: 0.03223 vs 0.03296), not to ATOL
+    scale = 3e-6 * PLANT[0][2]
+    both(pair, lambda m, c: mm.ablate(m, c, heads=[(1, 0), (1, 2)], mlps=[1], n_null=20, progress=False), atol=scale)
+    both(pair, lambda m, c: mm.ablate(m, c, heads=[(1, 0)], mode="mean", n_null=0, progress=False), atol=scale)
 
 
 def test_attribute_on_cuda_equals_cpu(pair):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Bool, Float, Int
 
-from mi_massive.analyses.scan.median import exact_median
+from mi_massive.analyses.scan.median import exact_median, row_medians
 
 ABS_THRESHOLD = 100.0
 REL_THRESHOLD = 1000.0
@@ -64,7 +64,7 @@ def sequence_stats(h: Float[torch.Tensor, "batch pos d_model"], mask: Bool[torch
     if int(n_real.min()) < k:
         raise ValueError(f"top_k={k} is more than the number of entries in the shortest sequence")
     top = flat.topk(k, dim=1)
-    medians = torch.tensor([true_median(_real_entries(a[i], mask[i])) for i in range(a.shape[0])], device=a.device)
+    medians = row_medians(a, mask)
     return SequenceStats(
         top_values=top.values,
         top_positions=top.indices // d_model,

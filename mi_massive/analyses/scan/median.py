@@ -43,3 +43,30 @@ def exact_median(values: Float[torch.Tensor, "..."]) -> float:
         part = np.partition(band.cpu().numpy(), [i, j])
         return float(part[i] if i == j else np.mean(part[[i, j]]))
     return float(np.median(x.cpu().numpy()))
+
+
+def row_medians(a: Float[torch.Tensor, "batch pos d_model"], mask: torch.Tensor) -> Float[torch.Tensor, "batch"]:
+    """The median |h| of each sequence over its real positions (numpy's rule), on ``a``'s device.
+
+    On the CPU each row goes through :func:`exact_median` (numpy). On an accelerator the middle ranks are
+    found with ``torch.kthvalue`` where the tensor lives, all rows at once when there is no padding, so
+    nothing but the ``[batch]`` result leaves the device.
+    """
+    if a.device.type == "cpu":
+        rows = [exact_median(a[i, : int(mask[i].sum())] if bool(mask[i, : int(mask[i].sum())].all()) else a[i][mask[i]])
+                for i in range(a.shape[0])]
+        return torch.tensor(rows, device=a.device)
+    mask = mask.to(a.device)
+    if bool(mask.all()):
+        return _middle(a.flatten(1).float())
+    return torch.cat([_middle(a[i][mask[i]].reshape(1, -1).float()) for i in range(a.shape[0])])
+
+
+def _middle(x: Float[torch.Tensor, "rows n"]) -> Float[torch.Tensor, "rows"]:
+    """Per row: the middle value, or the float32 mean of the two middle values for an even count."""
+    n = x.shape[1]
+    lo = x.kthvalue((n - 1) // 2 + 1, dim=1).values
+    if n % 2:
+        return lo
+    hi = x.kthvalue(n // 2 + 1, dim=1).values
+    return (lo + hi) / 2
