@@ -49,7 +49,7 @@ def row_medians(a: Float[torch.Tensor, "batch pos d_model"], mask: torch.Tensor)
     """The median |h| of each sequence over its real positions (numpy's rule), on ``a``'s device.
 
     On the CPU each row goes through :func:`exact_median` (numpy). On an accelerator the middle ranks are
-    found with ``torch.kthvalue`` where the tensor lives, all rows at once when there is no padding, so
+    found by sorting where the tensor lives, all rows at once when there is no padding, so
     nothing but the ``[batch]`` result leaves the device.
     """
     if a.device.type == "cpu":
@@ -63,10 +63,11 @@ def row_medians(a: Float[torch.Tensor, "batch pos d_model"], mask: torch.Tensor)
 
 
 def _middle(x: Float[torch.Tensor, "rows n"]) -> Float[torch.Tensor, "rows"]:
-    """Per row: the middle value, or the float32 mean of the two middle values for an even count."""
+    """Per row: the middle value, or the float32 mean of the two middle values for an even count.
+
+    One sort per call (a radix sort on GPUs: measured faster there than two ``kthvalue`` selections).
+    """
     n = x.shape[1]
-    lo = x.kthvalue((n - 1) // 2 + 1, dim=1).values
-    if n % 2:
-        return lo
-    hi = x.kthvalue(n // 2 + 1, dim=1).values
-    return (lo + hi) / 2
+    ranked = x.sort(dim=1).values
+    lo = ranked[:, (n - 1) // 2]
+    return lo if n % 2 else (lo + ranked[:, n // 2]) / 2

@@ -265,7 +265,8 @@ def _mlp_one(model, ids, mask, calls, names, entries, loss, layer, mode, means, 
         later = [nm for nm in names if hook_layer(nm)[0] >= layer]
         logits, acts = run_blocks_from(model, layer, calls[layer][0][0], calls, ids.shape[0], later, fwd_hooks=hooks,
                                        last_layer=last_needed, need_logits=loss)
-        acts = {**{nm: torch.zeros(ids.shape[0], ids.shape[1], model.cfg.d_model, device=ids.device) for nm in names},
+        start = calls[layer][0][0]  # the cached residual entering block ``layer``, on that block's device
+        acts = {**{nm: torch.zeros(ids.shape[0], ids.shape[1], model.cfg.d_model, device=start.device) for nm in names},
                 **acts}
     return metric_values(acts, entries, sequence_loss(logits, ids, mask) if loss else None, ids.shape[0])
 
@@ -291,7 +292,7 @@ def _fast_layer(model, ids, mask, calls, names, entries, loss, layer, n_heads, m
         hooks = per_row_head_ablation(layer, row_heads, mode, mean=(means or {}).get(act_name("z", layer)))
         logits, acts = run_blocks_from(model, layer, einops.repeat(hidden, "s p d -> (r s) p d", r=r), calls, n,
                                        later, fwd_hooks=hooks, last_layer=last_needed, need_logits=loss)
-        acts = {**{nm: torch.zeros(r * n, ids.shape[1], model.cfg.d_model, device=ids.device) for nm in names},
+        acts = {**{nm: torch.zeros(r * n, ids.shape[1], model.cfg.d_model, device=hidden.device) for nm in names},
                 **acts}
         row_loss = None
         if loss:
