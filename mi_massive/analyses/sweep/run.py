@@ -198,7 +198,7 @@ def sweep(
             logits, acts = run_capture(model, ids, names or [EMBED_HOOK], need_logits=loss,
                                        mask=mask)
         base = metric_values(acts, entries, sequence_loss(logits, ids, mask) if loss else None, n)
-        baseline_rows.append(base)
+        baseline_rows.append(base.cpu())  # small: [seq, metric]
         for layer in layers:
             unit = f"b{idx.start}:L{layer}"
             if partial.done(unit):
