@@ -37,18 +37,11 @@ def patch_command(
 ) -> None:
     """Patch each activation of the clean run into the corrupted run and record the metric."""
     from mi_massive.analyses.patch.figures import figures
-    from mi_massive.analyses.patch.run import COMPONENTS, METHODS, parse_metric, patch
+    from mi_massive.analyses.patch.run import check_options, parse_metric, patch
     from mi_massive.core.io import prepare_out_dir
-    from mi_massive.errors import MiMassiveError
 
     comps = [c.strip() for c in components.split(",") if c.strip()]
-    bad = [c for c in comps if c not in COMPONENTS]
-    if bad or not comps:
-        raise MiMassiveError(f"unknown component '{bad[0] if bad else ''}'; choose from {', '.join(COMPONENTS)}")
-    if backend not in ("auto", "native", "transformer_lens"):
-        raise MiMassiveError(f"unknown backend '{backend}'; use auto, native or transformer_lens")
-    if method not in METHODS:
-        raise MiMassiveError(f"unknown --method '{method}'; use fast or naive")
+    check_options(comps, backend, method)
     bridge = inputs.load()
     parse_metric(bridge, metric)
     res = patch(bridge, clean, corrupted, metric=metric, components=comps, backend=backend, method=method,

@@ -331,6 +331,20 @@ def _ids(model, prompt: str | torch.Tensor, prepend_bos: bool) -> torch.Tensor:
     return torch.as_tensor(prompt)
 
 
+def check_options(components: Sequence[str], backend: str, method: str) -> None:
+    """One-line errors for an unknown component, backend or method (checked before a model is loaded).
+
+    >>> check_options(["resid_pre", "head"], "auto", "fast")
+    """
+    bad = [c for c in components if c not in COMPONENTS]
+    if bad or not components:
+        raise MiMassiveError(f"unknown component '{bad[0] if bad else ''}'; choose from {', '.join(COMPONENTS)}")
+    if backend not in ("auto", "native", "transformer_lens"):
+        raise MiMassiveError(f"unknown backend '{backend}'; use auto, native or transformer_lens")
+    if method not in METHODS:
+        raise MiMassiveError(f"unknown patching method '{method}'; use fast or naive")
+
+
 def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, metric: str | MetricFn = "loss",
           components: Sequence[str] = ("resid_pre", "attn_out", "mlp_out", "head"), backend: str = "auto",
           method: str = "fast", max_rows: int = 64, prepend_bos: bool = False,
@@ -363,13 +377,7 @@ def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, me
     if clean_ids.shape != corrupted_ids.shape or clean_ids.ndim != 2 or clean_ids.shape[0] != 1:
         raise MiMassiveError(f"clean and corrupted prompts must be single sequences of equal length "
                              f"(got {tuple(clean_ids.shape)} and {tuple(corrupted_ids.shape)} tokens)")
-    bad = [c for c in components if c not in COMPONENTS]
-    if bad or not components:
-        raise MiMassiveError(f"unknown component '{bad[0] if bad else ''}'; choose from {', '.join(COMPONENTS)}")
-    if backend not in ("auto", "native", "transformer_lens"):
-        raise MiMassiveError(f"unknown backend '{backend}'; use auto, native or transformer_lens")
-    if method not in METHODS:
-        raise MiMassiveError(f"unknown patching method '{method}'; use fast or naive")
+    check_options(components, backend, method)
     if max_rows < 1:
         raise MiMassiveError(f"max_rows must be a positive integer, got {max_rows}")
     if corrupted_ids.shape[1] < 2 and not (isinstance(metric, str) and metric.startswith("entry")):
