@@ -43,6 +43,17 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def ci_text(low: float | None, high: float | None, n: int, *, fmt: str = "{:+.2f}") -> str:
+    """A 95% interval as ``[a, b]`` -- or ``n/a (1 sequence)`` when one sequence gives no spread to show.
+
+    >>> ci_text(-1.0, 2.5, 8), ci_text(0.3, 0.3, 1)
+    ('[-1.00, +2.50]', 'n/a (1 sequence)')
+    """
+    if n < 2 or low is None or high is None:
+        return f"n/a ({n} sequence{'s' if n != 1 else ''})"
+    return f"[{fmt.format(low)}, {fmt.format(high)}]"
+
+
 def echo_table(header: list[str], rows: list[list[Any]]) -> None:
     """Print a plain, aligned text table."""
     cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
@@ -60,7 +71,8 @@ CorpusOpt = typer.Option(None, "--corpus", help="'builtin', 'wikitext-2[:test|va
 NSamplesOpt = typer.Option(8, "--n-samples", help="number of sequences drawn from the corpus")
 SeqLenOpt = typer.Option(256, "--seq-len", help="tokens per sequence (including BOS)")
 SeedOpt = typer.Option(0, "--seed", help="seed for drawing sequences (and any randomness)")
-BosOpt = typer.Option(False, "--prepend-bos/--no-prepend-bos", help="put the BOS token at position 0")
+BosOpt = typer.Option(None, "--prepend-bos/--no-prepend-bos", help="put the BOS token at position 0 (default: "
+                      "what the model's tokenizer does -- Llama-2/Gemma/Mistral add it, GPT-2/SmolLM2 do not)")
 DtypeOpt = typer.Option("float32", "--dtype", help="float32 (default), bfloat16 or float16")
 DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:<i> or mps (default: CUDA, else MPS, else CPU)")
 DeviceMapOpt = typer.Option(None, "--device-map", help="shard over GPUs: auto, balanced, a JSON object or a JSON "
@@ -128,16 +140,31 @@ def load(model: str, dtype: str, *, device: Optional[str] = None, device_map: Op
 
 
 def make_corpus(model, text: Optional[str], corpus: Optional[str], *, n_samples: int, seq_len: int, seed: int,
-                prepend_bos: bool):
-    """Exactly one of --text / --corpus, resolved to a :class:`~mi_massive.core.corpus.Corpus`."""
+                prepend_bos: Optional[bool | str], prepend_bos_source: Optional[str] = None):
+    """Exactly one of --text / --corpus, resolved to a :class:`~mi_massive.core.corpus.Corpus`
+    (``prepend_bos``: True, False or None/"auto" = what the tokenizer does)."""
     from mi_massive.core.corpus import load_corpus, text_corpus
 
     if (text is None) == (corpus is None):
         raise MiMassiveError("give exactly one of --text or --corpus")
     check_positive(n_samples=n_samples, seq_len=seq_len)
     if text is not None:
-        return text_corpus(model, text, prepend_bos=prepend_bos)
-    return load_corpus(model, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
+        return text_corpus(model, text, prepend_bos=prepend_bos, prepend_bos_source=prepend_bos_source)
+    return load_corpus(model, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos,
+                       prepend_bos_source=prepend_bos_source)
+
+
+def announce_bos(model, prepend_bos: Optional[bool | str]):
+    """Resolve ``--prepend-bos/--no-prepend-bos`` (None: auto) for ``model``; print the choice once on stderr
+    (``BOS: prepended (auto: the tokenizer adds BOS)``) and, for a run against the tokenizer's convention, a
+    one-line ``warning:``. Returns the :class:`~mi_massive.core.bos.BosChoice`."""
+    from mi_massive.core.bos import resolve_bos
+
+    choice = resolve_bos(model, prepend_bos)
+    typer.echo(choice.line(), err=True)
+    if (msg := choice.warning()) is not None:
+        typer.echo(f"warning: {msg}", err=True)
+    return choice
 
 
 def validate_inputs(model: str, text: Optional[str], corpus: Optional[str], **positive: int) -> None:
@@ -155,6 +182,8 @@ class Inputs:
     """The model and corpus options every analysis command shares (declared once, by :func:`command`).
 
     ``text``/``corpus`` and the drawing options are None for commands built with ``corpus=False``.
+    ``prepend_bos``: None (auto) until :meth:`load` resolves it to what the model's tokenizer does (or keeps
+    the user's ``--prepend-bos/--no-prepend-bos``); ``prepend_bos_source`` is then ``"auto"`` or ``"user"``.
     """
 
     model: str
@@ -167,8 +196,9 @@ class Inputs:
     n_samples: int = 8
     seq_len: int = 256
     seed: int = 0
-    prepend_bos: bool = False
+    prepend_bos: Optional[bool] = None
     batch_size: Optional[int] = None
+    prepend_bos_source: Optional[str] = None
 
     def check(self, **positive: int) -> None:
         """Cheap checks that must fail before a model is loaded (plus ``positive`` command options)."""
@@ -185,13 +215,25 @@ class Inputs:
         resolve_placement(self.device, self.device_map, self.n_devices)
 
     def load(self):
-        """The model on its device(s), with short status lines on stderr (``device: cpu (auto)``)."""
-        return load(self.model, self.dtype, device=self.device, device_map=self.device_map, n_devices=self.n_devices)
+        """The model on its device(s), with short status lines on stderr (``device: cpu (auto)``), and the BOS
+        choice resolved for it (``self.prepend_bos`` becomes a bool; see :func:`announce_bos`)."""
+        bridge = load(self.model, self.dtype, device=self.device, device_map=self.device_map,
+                      n_devices=self.n_devices)
+        self.resolve_bos(bridge)
+        return bridge
+
+    def resolve_bos(self, model) -> bool:
+        """Resolve ``--prepend-bos/--no-prepend-bos`` once for ``model`` (printed on stderr); returns the bool."""
+        if self.prepend_bos_source is None:
+            choice = announce_bos(model, self.prepend_bos)
+            self.prepend_bos, self.prepend_bos_source = choice.prepend_bos, choice.source
+        return bool(self.prepend_bos)
 
     def make_corpus(self, model):
-        """The corpus of ``--text`` or ``--corpus`` for ``model``."""
+        """The corpus of ``--text`` or ``--corpus`` for ``model`` (BOS as resolved by :meth:`resolve_bos`)."""
+        self.resolve_bos(model)
         return make_corpus(model, self.text, self.corpus, n_samples=self.n_samples, seq_len=self.seq_len,
-                           seed=self.seed, prepend_bos=self.prepend_bos)
+                           seed=self.seed, prepend_bos=self.prepend_bos, prepend_bos_source=self.prepend_bos_source)
 
     _groups: tuple[str, ...] = ()
 
@@ -220,7 +262,7 @@ def command(*, corpus: bool = True, batch_size: int | None | bool = 8):
         shared += [_option("text", TextOpt, Optional[str]), _option("corpus", CorpusOpt, Optional[str]),
                    _option("n_samples", NSamplesOpt, int), _option("seq_len", SeqLenOpt, int),
                    _option("seed", SeedOpt, int)]
-    shared += [_option("prepend_bos", BosOpt, bool), _option("dtype", DtypeOpt, str),
+    shared += [_option("prepend_bos", BosOpt, Optional[bool]), _option("dtype", DtypeOpt, str),
                _option("device", DeviceOpt, Optional[str]), _option("device_map", DeviceMapOpt, Optional[str]),
                _option("n_devices", NDevicesOpt, Optional[int])]
     if batch_size is None:

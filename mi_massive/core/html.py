@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,6 +37,9 @@ def save_figure(fig, path: str | Path, *, png: bool = True) -> list[Path]:
     path = Path(path)
     written = [atomic_write_text(path.with_suffix(".html"), figure_html(fig))]
     if png:
+        # the headless browser behind kaleido logs its own recoverable protocol hiccups with tracebacks
+        # ("JSONError decoding message. Ignoring"); they are not ours to show
+        logging.getLogger("choreographer").setLevel(logging.CRITICAL)
         try:
             data = fig.to_image(format="png", width=1000, height=650, scale=1)
         except Exception:  # no kaleido/Chromium: HTML only

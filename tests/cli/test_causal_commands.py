@@ -46,3 +46,18 @@ def test_empty_head_set_and_attribute_run(tmp_path):
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "p" / "patching.json").read_text())
     assert data["results"]["resid_pre"][0][1] == pytest.approx(data["clean"], abs=1e-5)
+
+
+def test_console_names_targets_first_block_and_single_sequence_ci(tmp_path):
+    """ablate names what it removed, the first massive block and shows a one-sequence CI as n/a;
+    heads prints its highest and lowest rows as two labelled tables."""
+    runner = CliRunner()
+    r = runner.invoke(app, ["ablate", "-m", "toy-gpt2", "--text", "The cat sat on the mat.", "--heads", "L1H0,L2H1",
+                            "--mlp", "1", "--n-null", "0", "-o", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert "removes L1H0, L2H1 (zero ablation)" in r.output and "removes MLP 1" in r.output
+    assert "first massive block: none" in r.output and "n/a (1 sequence)" in r.output
+    r = runner.invoke(app, ["heads", "-m", "toy-gpt2", "--text", "The cat sat on the mat.", "--top-k", "2",
+                            "-o", str(tmp_path / "h")])
+    assert r.exit_code == 0, r.output
+    assert "highest 2 heads" in r.output and "lowest 2 heads:" in r.output

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import AblationModeOpt, Inputs, command, echo_table, out_option, parse_index_list, write_outputs
+from mi_massive.core.cli import AblationModeOpt, Inputs, ci_text, command, echo_table, out_option, parse_index_list, write_outputs
 from mi_massive.errors import MiMassiveError
 
 
@@ -57,13 +57,27 @@ def ablate_command(
                  options={"prepend_bos": inputs.prepend_bos, "dtype": inputs.dtype})
     out = prepare_out_dir(out)
     n = bridge.cfg.n_layers
+    first = s.summary["first_layer"]
+    shown = {0, n // 2, n - 1} | ({first} if first is not None else set())
+    typer.echo(f"{len(data)} sequence(s); first massive block: {first if first is not None else 'none'}; "
+               f"rows: blocks {', '.join(map(str, sorted(shown)))} and every change beyond the null's noise")
     rows = []
     for c in res.conditions:
+        typer.echo(f"  {c.name}: removes {', '.join(_target_label(c.kind, t) for t in c.targets)} ({c.mode} ablation)")
         for e in c.effects:
             if e.metric == "top1" or e.metric.startswith("entry"):
-                if e.layer in (0, n // 2, n - 1) or e.label == "beyond noise" and e.metric != "top1":
+                if e.layer in shown or e.label == "beyond noise" and e.metric != "top1":
                     rows.append([c.name, e.metric, e.layer, f"{e.baseline:.2f}", f"{e.mean:+.2f}",
-                                 f"[{e.ci95[0]:+.2f}, {e.ci95[1]:+.2f}]", e.label])
-    echo_table(["condition", "metric", "layer", "baseline", "change", "95% CI", "vs null"], rows[:40])
+                                 ci_text(e.ci95[0], e.ci95[1], len(data)), e.label or "-"])
+    echo_table(["condition", "metric", "block", "baseline", "change", "95% CI", "vs null"], rows)
     typer.echo(f"baseline rerun max |diff|: {res.rerun_max_abs_diff:g}")
     write_outputs(out, "ablation.json", res, {stem: (lambda fig=fig: fig) for stem, fig in figures(res).items()})
+
+
+def _target_label(kind: str, target) -> str:
+    """``L5H1`` for a head, ``MLP 3`` / ``attn 3`` for a sublayer, ``L2N17`` for a neuron."""
+    if kind == "heads":
+        return f"L{target[0]}H{target[1]}"
+    if kind == "neurons":
+        return f"L{target[0]}N{target[1]}" if isinstance(target, (list, tuple)) else str(target)
+    return f"{'MLP' if kind == 'mlp' else 'attn'} {target}"

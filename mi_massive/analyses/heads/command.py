@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mi_massive.core.cli import Inputs, command, echo_table, out_option, write_outputs
+from mi_massive.core.cli import Inputs, ci_text, command, echo_table, out_option, write_outputs
 
 
 def _fmt(v):
@@ -35,7 +35,15 @@ def heads_command(
                 options={"prepend_bos": inputs.prepend_bos, "dtype": inputs.dtype})
     out = prepare_out_dir(out)
     ranked = [h for h in res.ranking(by) if (h.to_first if by == "first" else h.to_massive) is not None]
-    rows = [[f"L{h.layer}H{h.head}", _fmt(h.to_first), f"[{_fmt(h.to_first_ci95[0])}, {_fmt(h.to_first_ci95[1])}]",
-             _fmt(h.to_massive)] for h in ranked[:top_k] + ranked[-top_k:]]
-    echo_table(["head", "to pos 0", "95% CI", "to massive"], rows)
+
+    def row(h):
+        return [f"L{h.layer}H{h.head}", _fmt(h.to_first), ci_text(*(h.to_first_ci95 or (None, None)), len(data),
+                                                                 fmt="{:.3f}"), _fmt(h.to_massive)]
+
+    header = ["head", "to pos 0", "95% CI", "to massive"]
+    typer.echo(f"highest {min(top_k, len(ranked))} heads by attention to {'position 0' if by == 'first' else 'the massive positions'}"
+               f" (queries q >= {res.min_query}; {len(data)} sequence(s)):")
+    echo_table(header, [row(h) for h in ranked[:top_k]])
+    typer.echo(f"lowest {min(top_k, len(ranked))} heads:")
+    echo_table(header, [row(h) for h in ranked[-top_k:]])
     write_outputs(out, "heads.json", res, {stem: (lambda fig=fig: fig) for stem, fig in figures(res).items()})
