@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -34,12 +35,17 @@ def print_scan_summary(result) -> None:
 def scan_command(
     inputs: Inputs,
     top_k: int = typer.Option(3, "--top-k", help="largest |h| values kept per layer and sequence"),
+    hooks: Optional[str] = typer.Option(
+        None, "--hooks", help="hook kinds, names or patterns, comma-separated: resid_post (default, with the "
+        "embeddings), resid_pre, resid_mid, attn_out, mlp_out, ln1, ln2, ln_final (norm outputs), attn.hook_q/k/v "
+        "(heads flattened into the feature axis: dim = head * d_head + i), mlp.hook_post, blocks.3.hook_mlp_out, "
+        "'blocks.*.hook_mlp_out'"),
     abs_threshold: float = AbsThresholdOpt,
     rel_threshold: float = RelThresholdOpt,
     figures: bool = FiguresOpt,
     out: Path = out_option("scan.json and figures"),
 ) -> None:
-    """Scan every block output for massive activations; write OUT/scan.json and figures."""
+    """Scan every block output (or any --hooks) for massive activations; write OUT/scan.json and figures."""
     from mi_massive.analyses.scan.figures import feature_3d_figure, figures as scan_figures
     from mi_massive.analyses.scan.run import SUN_SENTENCE, feature_view_layer, scan, sentence_activations
     from mi_massive.core.io import prepare_out_dir
@@ -50,7 +56,8 @@ def scan_command(
     bridge = inputs.load()
     data = inputs.make_corpus(bridge)
     result = scan(bridge, data, top_k=top_k, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
-                  batch_size=inputs.batch_size, options={"dtype": inputs.dtype, "batch_size": inputs.batch_size})
+                  batch_size=inputs.batch_size, hooks=hooks,
+                  options={"dtype": inputs.dtype, "batch_size": inputs.batch_size})
     out = prepare_out_dir(out)
     print_scan_summary(result)
 
@@ -63,5 +70,6 @@ def scan_command(
     figs = None
     if figures:
         figs = {stem: (lambda fig=fig: fig) for stem, fig in scan_figures(result).items()}
-        figs["feature_3d"] = feature_3d
+        if feature_view_layer(result) is not None:  # the 3-D view shows a block output
+            figs["feature_3d"] = feature_3d
     write_outputs(out, "scan.json", result, figs)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import plotly.graph_objects as go
@@ -18,12 +19,19 @@ from jaxtyping import Float
 from mi_massive.analyses.scan.record import ScanResult
 
 
-def layerwise_figure(result: ScanResult, *, title: str | None = None) -> go.Figure:
+def layerwise_figure(result: ScanResult, *, title: str | None = None, kind: str | None = None) -> go.Figure:
     """Top-1/2/3 and median |h| against layer (0-based; the embeddings are layer -1), log y-axis.
 
     Each point is the mean over sequences; error bars are the 95% t-interval over sequences.
+    ``kind``: the hooks of one kind (:meth:`ScanResult.hook_kinds`, e.g. ``"mlp_out"``); default: the
+    residual stream (``resid_post``) when the scan has it, else every hook.
     """
-    layers = result.layers
+    groups = result.hook_kinds()
+    if kind is None:
+        kind = "resid_post" if "resid_post" in groups else None
+    elif kind not in groups:
+        raise KeyError(f"no hooks of kind {kind!r} in this scan; kinds: {', '.join(groups)}")
+    layers = groups[kind] if kind is not None else result.layers
     x = [r.layer for r in layers]
     fig = go.Figure()
     k = min(3, len(layers[0].top_values))
@@ -37,8 +45,9 @@ def layerwise_figure(result: ScanResult, *, title: str | None = None) -> go.Figu
                              line=dict(dash="dash")))
     model = result.provenance.get("model", {}).get("name", "model")
     n = len(result.tokens)
+    what = "" if kind in (None, "resid_post") else f" at {kind}"
     fig.update_layout(
-        title=title or f"{model}: largest |activation| per layer (mean of {n} sequence{'s' * (n != 1)})",
+        title=title or f"{model}: largest |activation|{what} per layer (mean of {n} sequence{'s' * (n != 1)})",
         xaxis_title="layer (0-based; -1 = embeddings)", yaxis_title="|h| (log scale)", yaxis_type="log",
         template="plotly_white", legend=dict(x=0.01, y=0.99),
     )
@@ -46,12 +55,18 @@ def layerwise_figure(result: ScanResult, *, title: str | None = None) -> go.Figu
 
 
 def figures(result: ScanResult) -> dict[str, go.Figure]:
-    """The figures of a scan record, by file stem: ``layerwise`` (:func:`layerwise_figure`).
+    """The figures of a scan record, by file stem: ``layerwise`` (:func:`layerwise_figure`) for the
+    residual stream, and ``layerwise_<kind>`` (dots as ``_``: ``layerwise_attn_hook_q``) for every other
+    hook kind scanned (``scan(..., hooks=...)``).
 
     The 3-D view (:func:`feature_3d_figure`) needs the model (it reruns one sentence), so the
     command adds it.
     """
-    return {"layerwise": layerwise_figure(result)}
+    out = {}
+    for kind in result.hook_kinds():
+        stem = "layerwise" if kind == "resid_post" else "layerwise_" + re.sub(r"[^A-Za-z0-9]+", "_", kind)
+        out[stem] = layerwise_figure(result, kind=kind)
+    return out
 
 
 def feature_3d_figure(h: Float[torch.Tensor, "pos d_model"], str_tokens: Sequence[str], *, layer: int,

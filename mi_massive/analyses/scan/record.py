@@ -12,7 +12,10 @@
 The JSON contract (read by other tools): top-level ``provenance``, ``tokens``, ``str_tokens``,
 ``layers`` (one entry per hook), ``massive`` and ``near_massive`` (entries), ``summary``.
 All values are |h| in residual-stream units unless a field says ``signed``. Layers are 0-based
-block indices; the embeddings are layer -1 (:data:`~mi_massive.core.names.EMBED_LAYER`).
+block indices; the embeddings are layer -1 (:data:`~mi_massive.core.names.EMBED_LAYER`). A scan of
+other hooks (``scan(..., hooks=...)``) has the same fields in that hook's own units: ``dim`` is then
+the hook's feature index (d_mlp for ``mlp.hook_post``, ``head * d_head + i`` for ``attn.hook_q/k/v``),
+the final norm (``ln_final``) is layer ``n_layers``.
 """
 
 from __future__ import annotations
@@ -69,13 +72,14 @@ class LayerPerSequence(ItemAccess):
 
 @dataclass
 class LayerRecord:
-    """Statistics of one hook over the corpus.
+    """Statistics of one hook (``hook``; ``label`` such as ``"block 2"`` or ``"block 2 mlp_out"``) over the corpus.
 
     ``top_values``: the mean over sequences of the per-sequence top-k |h| (k floats, descending);
     ``top_values_std`` / ``top_values_ci95``: their std and 95% t-interval over sequences.
     ``median``: mean over sequences of the per-sequence median |h| (pads excluded).
     ``ratio``: mean over sequences of top-1 / median. ``top1_max``: max over sequences of top-1.
-    ``dim_max``: per dim, the max over sequences and positions of |h| (d_model floats).
+    ``dim_max``: per dim, the max over sequences and positions of |h| (d_model floats; one per feature
+    of the hook otherwise).
     ``per_sequence``: the raw per-sequence values (:class:`LayerPerSequence`).
     ``n_massive``: massive entries at this hook; ``massive_dims``: their distinct dims.
     """
@@ -195,7 +199,17 @@ class ScanResult(Record):
     @property
     def block_layers(self) -> list[LayerRecord]:
         """Records of the block outputs (``hook_resid_post``), in layer order."""
-        return [r for r in self.layers if r.layer != EMBED_LAYER]
+        return [r for r in self.layers if r.layer != EMBED_LAYER and r.hook.endswith("hook_resid_post")]
+
+    def hook_kinds(self) -> dict[str, list[LayerRecord]]:
+        """The records grouped by hook kind (:func:`~mi_massive.core.names.hook_kind`), in scan order:
+        ``resid_post`` (embeddings and block outputs), ``mlp_out``, ``attn.hook_q``, ..."""
+        from mi_massive.core.names import hook_kind
+
+        groups: dict[str, list[LayerRecord]] = {}
+        for rec in self.layers:
+            groups.setdefault(hook_kind(rec.hook), []).append(rec)
+        return groups
 
     def massive_coordinates(self, layer: int | None = None) -> list[tuple[int, int, int]]:
         """Distinct (layer, position, dim) of massive entries, optionally of one layer."""

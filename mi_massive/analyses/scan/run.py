@@ -6,8 +6,8 @@
 >>> result.massive_coordinates(layer=1)
 [(1, 0, 5)]
 
-Only the residual hooks are captured, one batch at a time, and each batch is reduced to small
-statistics before the next runs, so a 64 x 512-token scan never holds a full cache.
+Only the requested hooks (default: the residual stream) are captured, one batch at a time, and each batch
+is reduced to small statistics before the next runs, so a 64 x 512-token scan never holds a full cache.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from mi_massive.core.provenance import provenance
 from mi_massive.analyses.scan.record import LayerPerSequence, LayerRecord, MassiveEntry, ScanResult, summarize_entries
 from mi_massive.core.engine import iter_corpus
 from mi_massive.core.fastpath import pick_route
-from mi_massive.core.names import act_name, hook_layer, resid_names
+from mi_massive.core.names import act_name, expand_hooks, resid_names, scan_hook_layer
+
+DEFAULT_HOOKS_LABEL = "blocks.L.hook_resid_post (+ blocks.0.hook_resid_pre)"  # provenance of the default scan
 
 MAX_NEAR_ENTRIES = 2000  # near-massive entries kept in the JSON (the total count is always recorded)
 
@@ -54,6 +56,18 @@ def _entries(det, hook: str, layer: int, offset: range, sequences, str_tokens, m
     return out
 
 
+def _features(name: str, h: torch.Tensor, mask: torch.Tensor, top_k: int) -> torch.Tensor:
+    """A hook's activation as [batch, pos, features]: head axes flattened (q/k/v: ``head * d_head + i``)."""
+    if not h.is_floating_point() or h.ndim < 3 or tuple(h.shape[:2]) != tuple(mask.shape):
+        raise MiMassiveError(f"hook {name} gives {tuple(h.shape)} {str(h.dtype).replace('torch.', '')}, not "
+                             f"per-token features [batch, pos, ...]; scan takes per-token hooks")
+    h = h.flatten(2) if h.ndim > 3 else h
+    shortest = int(mask.sum(1).min()) * h.shape[-1]
+    if top_k > shortest:
+        raise MiMassiveError(f"top_k={top_k} exceeds the entries of {name} in the shortest sequence ({shortest})")
+    return h
+
+
 def scan(
     model,
     corpus: Corpus,
@@ -63,10 +77,11 @@ def scan(
     rel_threshold: float = REL_THRESHOLD,
     batch_size: int | None = None,
     include_embed: bool = True,
+    hooks: str | list[str] | None = None,
     progress: bool = True,
     options: dict[str, Any] | None = None,
 ) -> ScanResult:
-    """Scan every block output (and the embeddings) of ``model`` over ``corpus``.
+    """Scan every block output (and the embeddings) of ``model`` over ``corpus``, or any hook points (``hooks``).
 
     >>> import mi_massive as mm
     >>> model = mm.load_toy("toy-llama", plant=[(1, 5, 3000.0)])
@@ -86,6 +101,18 @@ def scan(
     ``batch_size`` None picks about 2,048 tokens per forward pass (:meth:`Corpus.auto_batch_size`).
     The forward pass is the plain ``transformers`` one (route ``"hf"``, :mod:`mi_massive.core.fastpath`)
     unless a hook is attached to the bridge or ``$MI_MASSIVE_ROUTE=bridge``; ``provenance.options.route`` says which ran.
+
+    ``hooks`` (``mi-massive scan --hooks``, like Owen et al.'s ``--module_name``): hook kinds, names or glob
+    patterns, comma-separated or a list (:func:`mi_massive.core.names.expand_hooks`): ``resid_post``
+    (default; with the embeddings when ``include_embed``), ``resid_pre``, ``resid_mid``, ``attn_out``,
+    ``mlp_out``, ``ln1`` / ``ln2`` / ``ln_final`` (the norm outputs, weight applied: ``blocks.L.ln1.hook_out``),
+    ``attn.hook_q`` / ``attn.hook_k`` / ``attn.hook_v``, ``mlp.hook_post`` (the MLP's hidden activation,
+    d_mlp wide), full names (``blocks.3.hook_mlp_out``) or patterns (``blocks.*.hook_mlp_out``). Each hook
+    gets the same statistics and detection in its own units; a hook with a head axis (``attn.hook_q``:
+    [batch, pos, head, d_head]) has it flattened into the feature axis, so an entry's ``dim`` is
+    ``head * d_head + i``. ``layers[]`` has one record per hook (``hook``, ``label`` such as
+    ``"block 2 mlp_out"``; ``ln_final`` is layer ``n_layers``). Only residual hooks take the fast ``"hf"``
+    route; any other hook runs the bridge with its hook points.
     """
     if top_k < 1:
         raise MiMassiveError(f"top_k must be positive, got {top_k}")
@@ -94,21 +121,24 @@ def scan(
     shortest = min(corpus.lengths) * model.cfg.d_model
     if top_k > shortest:
         raise MiMassiveError(f"top_k={top_k} exceeds the number of entries of the shortest sequence ({shortest})")
-    names = resid_names(model.cfg.n_layers, include_embed=include_embed)
+    n_layers = model.cfg.n_layers
+    default_names = resid_names(n_layers, include_embed=include_embed)
+    names = default_names if hooks is None else expand_hooks(hooks, list(model.hook_dict), n_layers,
+                                                             include_embed=include_embed)
     batch_size = batch_size or corpus.auto_batch_size()
     route = pick_route(model, names, route="auto")  # 'hf': plain transformers forward (core/fastpath.py); 'bridge': hooks
     str_tokens = token_strings(model, corpus.sequences)
     per_hook: dict[str, dict[str, list]] = {n: {"top_values": [], "top_positions": [], "top_dims": [],
                                                 "median": [], "ratio": []} for n in names}
-    dim_max = {n: torch.zeros(model.cfg.d_model) for n in names}
+    dim_max: dict[str, torch.Tensor] = {}
     massive: list[MassiveEntry] = []
     near: list[MassiveEntry] = []
     near_total = 0
     for indices, _ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size, route="auto",
                                                            progress="scan" if progress else False):
         for name in names:
-            layer, _ = hook_layer(name)
-            h = acts[name]
+            layer, _ = scan_hook_layer(name, n_layers)
+            h = _features(name, acts[name], mask, top_k)
             stats = sequence_stats(h, mask, top_k)
             rec = per_hook[name]
             rec["top_values"] += stats.top_values.tolist()
@@ -116,7 +146,8 @@ def scan(
             rec["top_dims"] += stats.top_dims.tolist()
             rec["median"] += stats.median.tolist()
             rec["ratio"] += stats.ratio.tolist()
-            dim_max[name] = torch.maximum(dim_max[name], stats.dim_max.amax(0).cpu())  # d_model floats to the CPU
+            batch_max = stats.dim_max.amax(0).cpu()  # one float per feature (d_model for the residual) to the CPU
+            dim_max[name] = torch.maximum(dim_max[name], batch_max) if name in dim_max else batch_max
             mas, nea = detect(h, mask, stats.median, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
             massive += _entries(mas, name, layer, indices, corpus.sequences, str_tokens, stats.median)
             near_total += len(nea.values)
@@ -125,7 +156,7 @@ def scan(
                                  stats.median)[: MAX_NEAR_ENTRIES - len(near)]
     layers = []
     for name in names:
-        layer, label = hook_layer(name)
+        layer, label = scan_hook_layer(name, n_layers)
         rec = per_hook[name]
         tops = list(zip(*rec["top_values"]))
         top_summ = [summarize(col) for col in tops]
@@ -141,7 +172,7 @@ def scan(
             n_massive=len(mass_here), massive_dims=sorted({e.dim for e in mass_here}),
         ))
     opts = {"top_k": top_k, "abs_threshold": abs_threshold, "rel_threshold": rel_threshold,
-            "include_embed": include_embed, "hooks": "blocks.L.hook_resid_post (+ blocks.0.hook_resid_pre)",
+            "include_embed": include_embed, "hooks": DEFAULT_HOOKS_LABEL if names == default_names else names,
             "route": route, **(options or {})}
     return ScanResult(
         provenance=provenance(model, corpus, options=opts), tokens=corpus.sequences, str_tokens=str_tokens,
@@ -153,12 +184,16 @@ def scan(
 SUN_SENTENCE = "Summer is warm. Winter is cold."
 
 
-def feature_view_layer(result: ScanResult) -> int:
-    """The block to show in the 3-D view: the first massive layer, else the block with the largest top-1."""
-    first = result.summary.first_layer
-    if first is not None:
-        return int(first)
-    return max(result.block_layers, key=lambda r: r.top_values[0]).layer
+def feature_view_layer(result: ScanResult) -> int | None:
+    """The block to show in the 3-D view: the first block output with a massive entry, else the block output
+    with the largest top-1; None when the scan has no block output (``hooks`` without ``resid_post``)."""
+    blocks = result.block_layers
+    if not blocks:
+        return None
+    massive = [r.layer for r in blocks if r.n_massive]
+    if massive:
+        return min(massive)
+    return max(blocks, key=lambda r: r.top_values[0]).layer
 
 
 def sentence_activations(model, text: str, layer: int, *, prepend_bos: bool):
