@@ -10,6 +10,12 @@ and the dominant MLP refines further into neurons: mlp_out_l[t, d] = sum_n post_
 + b_out[l, d]. Every term is in residual units and signed; no ablation is involved. The sum is
 checked against the residual the model computed (relative error < ``tolerance``, default 1e-4),
 which also checks the per-head decomposition (hook_z through W_O reproduces each attention output).
+
+Parallel blocks (GPT-NeoX/Pythia, GPT-J, Falcon: x + attn(ln(x)) + mlp(ln'(x))) add the same terms.
+Post-sublayer norms (Gemma-2/3, OLMo-2: x + norm(attn(..)) + ...) are linear once their RMS scale is
+frozen at the value the forward used: the caller multiplies z, b_O (attention) and post, b_out, the
+MLP output (MLP) by that frozen scale times the norm's gain at d before calling :func:`decompose`, so the
+terms still add up exactly; biases (b_O, b_out) may then differ per sequence and are averaged too.
 """
 
 from __future__ import annotations
@@ -63,6 +69,9 @@ def decompose(t: EntryTensors, *, top_neurons: int = 50, tolerance: float = TOLE
               ) -> tuple[list[Contribution], float, float, int]:
     """(contributions, total, relative error, dominant MLP layer) of one entry; raises if it does not add up.
 
+    The relative error is |total - residual| / max(|residual|, largest |term|): an entry near 0 made of
+    large cancelling terms is judged against the size of its terms.
+
     The additive terms are ``embed``, ``pos_embed``, one ``head`` per (layer, head), ``attn_bias``
     per layer with a bias, one ``mlp`` per layer. The dominant MLP (largest |mlp term|) is refined
     into its ``top_neurons`` largest neurons, ``neuron_rest`` (the other neurons) and ``mlp_bias``.
@@ -79,7 +88,9 @@ def decompose(t: EntryTensors, *, top_neurons: int = 50, tolerance: float = TOLE
             terms.append(Contribution("attn_bias", f"L{layer} b_O", float(t.b_o[layer]), layer))
         terms.append(Contribution("mlp", f"MLP{layer}", float(t.mlp_out[layer]), layer))
     total = float(sum(c.value for c in terms))  # python floats: float64 accumulation
-    rel = abs(total - t.residual) / max(abs(t.residual), 1e-12)
+    # relative to the residual, or to the largest term when the terms cancel to (nearly) nothing
+    scale = max(abs(t.residual), max(abs(c.value) for c in terms), 1e-12)
+    rel = abs(total - t.residual) / scale
     if rel >= tolerance:
         raise AttributionMismatch(f"contributions sum to {total:.6g} but the residual is {t.residual:.6g} "
                                   f"(relative error {rel:.2e} >= {tolerance:g})")
@@ -103,6 +114,7 @@ def mean_tensors(items: list[EntryTensors]) -> EntryTensors:
     pos = None if items[0].pos_embed is None else float(avg(lambda t: t.pos_embed))
     return EntryTensors(
         residual=float(avg(lambda t: t.residual)), embed=float(avg(lambda t: t.embed)), pos_embed=pos,
-        z=avg(lambda t: t.z).float(), w_o=items[0].w_o, b_o=items[0].b_o, mlp_out=avg(lambda t: t.mlp_out).float(),
-        post=avg(lambda t: t.post).float(), w_out=items[0].w_out, b_out=items[0].b_out,
+        z=avg(lambda t: t.z).float(), w_o=items[0].w_o, b_o=avg(lambda t: t.b_o).float(),
+        mlp_out=avg(lambda t: t.mlp_out).float(), post=avg(lambda t: t.post).float(), w_out=items[0].w_out,
+        b_out=avg(lambda t: t.b_out).float(),
     )

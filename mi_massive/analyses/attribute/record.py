@@ -39,7 +39,8 @@ class SequenceAttribution:
     """The decomposition of the entry in one sequence (residual units, signed).
 
     ``sequence``: index in the corpus; ``residual``: h_L[position, dim] of that sequence; ``total``:
-    the sum of its terms; ``rel_error``: |total - residual| / |residual|; ``dominant_mlp``: the MLP
+    the sum of its terms; ``rel_error``: |total - residual| / max(|residual|, largest |term|);
+    ``dominant_mlp``: the MLP
     layer with the largest |output| there; ``top``: its five largest terms as [label, value] pairs.
     """
 
@@ -55,7 +56,9 @@ class SequenceAttribution:
 class AttributionResult(Record):
     """Exact decomposition of h_L[sequence, position, dim] (``hook`` = ``blocks.L.hook_resid_post``).
 
-    ``total`` = sum of the non-refining terms; ``rel_error`` = |total - residual| / |residual|.
+    ``total`` = sum of the non-refining terms; ``rel_error`` = |total - residual| / max(|residual|,
+    largest |term|). Post-norm models (Gemma-2/3, OLMo-2) record ``provenance.options.linearised_norms``
+    and a ``note``: each norm after a sublayer is linearised at the RMS scale this forward used (exact).
     ``dominant_mlp``: the MLP layer with the largest |contribution|, decomposed per neuron.
     ``sequence``: -1 when the reported terms are means over several sequences; ``token``: the token
     string at ``position`` in the first sequence. ``per_sequence``: one :class:`SequenceAttribution`

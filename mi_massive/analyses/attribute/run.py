@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from mi_massive.analyses.attribute.decompose import EntryTensors, decompose, mean_tensors
+from mi_massive.analyses.attribute.decompose import AttributionMismatch, EntryTensors, decompose, mean_tensors
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.hooks.ablation import check_layers
@@ -35,6 +35,63 @@ def _weights(model, layer: int, dim: int) -> dict[str, torch.Tensor]:
     return out
 
 
+POST_NORM_NOTE = ("post-sublayer norms linearised: each norm applied to a sublayer output is a diagonal linear map "
+                  "once its RMS scale is frozen at the value the forward used, so every head, bias, MLP and neuron "
+                  "term is multiplied by that frozen scale times the norm's gain at the dim (exact, not an "
+                  "approximation of this forward)")
+
+
+def _architecture(model) -> str:
+    archs = getattr(getattr(model, "cfg", None), "architecture", None)
+    if archs:
+        return str(archs)
+    original = getattr(model, "original_model", None)
+    return type(original).__name__ if original is not None else type(model).__name__
+
+
+def _post_norms(model, layer: int) -> list[str]:
+    """Which post-sublayer norms (``ln1_post`` after attention, ``ln2_post`` after the MLP) the blocks have."""
+    found = []
+    for which in ("ln1_post", "ln2_post"):
+        present = [act_name(f"{which}_in", l) in model.hook_dict for l in range(layer + 1)]
+        if any(present):
+            if not all(present):
+                raise MiMassiveError(f"attribute: {_architecture(model)} has {which} in some blocks only; "
+                                     f"cannot decompose it exactly")
+            found.append(which)
+    return found
+
+
+def _norm_gain(model, layer: int, which: str) -> tuple[torch.Tensor, float]:
+    """(gain vector g, eps) of block ``layer``'s post-norm, read by probing the module with a constant input.
+
+    An RMS norm maps x to x / sqrt(mean(x^2) + eps) * g, so a vector of ones comes out as g / sqrt(1 + eps)."""
+    norm = getattr(model.blocks[layer], which)
+    module = getattr(norm, "original_component", norm)
+    eps = getattr(module, "eps", getattr(module, "variance_epsilon", None))
+    if eps is None or hasattr(module, "bias") and getattr(module, "bias", None) is not None:
+        raise MiMassiveError(f"attribute: {_architecture(model)}'s {which} ({type(module).__name__}) is not an RMS "
+                             f"norm; cannot linearise it exactly")
+    weight = next(module.parameters())
+    with torch.no_grad():
+        probe = torch.ones(1, 1, model.cfg.d_model, device=weight.device, dtype=weight.dtype)
+        gain = module(probe)[0, 0].double().cpu() * (1.0 + float(eps)) ** 0.5
+    return gain, float(eps)
+
+
+def _frozen_factor(x_in: torch.Tensor, x_out: torch.Tensor, gain: torch.Tensor, eps: float, dim: int,
+                   what: str) -> float:
+    """s * g[dim], the frozen post-norm factor at one position; checks the whole output is x_in * s * g."""
+    x = x_in.double().cpu()
+    scale = 1.0 / torch.sqrt(x.pow(2).mean() + eps)
+    rebuilt = x * scale * gain
+    err = float((rebuilt - x_out.double().cpu()).abs().max() / x_out.double().abs().max().clamp_min(1e-30))
+    if err > 1e-4:
+        raise MiMassiveError(f"attribute: the {what} norm is not a frozen RMS scale times a gain here "
+                             f"(relative error {err:.1e}); cannot decompose exactly")
+    return float(scale * gain[dim])
+
+
 def _names(model, layer: int) -> tuple[list[str], bool, bool]:
     has_embed = "hook_embed" in model.hook_dict
     has_pos = "hook_pos_embed" in model.hook_dict and model.cfg.positional_embedding_type == "standard"
@@ -42,6 +99,11 @@ def _names(model, layer: int) -> tuple[list[str], bool, bool]:
     names += ["hook_embed"] * has_embed + ["hook_pos_embed"] * has_pos
     for l in range(layer + 1):
         names += [act_name("z", l), act_name("mlp_out", l), act_name("post", l)]
+    missing = [n for n in names if n not in model.hook_dict]
+    if missing:
+        raise MiMassiveError(f"attribute: {_architecture(model)} has no hook {missing[0]}; cannot decompose it exactly")
+    for which in _post_norms(model, layer):
+        names += [act_name(f"{which}_{side}", l) for l in range(layer + 1) for side in ("in", "out")]
     return names, has_embed, has_pos
 
 
@@ -70,7 +132,14 @@ def attribute(model, corpus: Corpus, layer: int, position: int, dim: int, *, bat
     if position < 0 or position >= min(corpus.lengths):
         raise MiMassiveError(f"position {position} is outside the shortest sequence ({min(corpus.lengths)} tokens)")
     names, has_embed, has_pos = _names(model, layer)
-    w = _weights(model, layer, dim)
+    arch = _architecture(model)
+    post_norms = _post_norms(model, layer)
+    gains = {(which, l): _norm_gain(model, l, which) for which in post_norms for l in range(layer + 1)}
+    try:
+        w = {k: v.cpu() for k, v in _weights(model, layer, dim).items()}
+    except Exception as err:  # an adapter without W_O / W_out
+        raise MiMassiveError(f"attribute: {arch} exposes no W_O/W_out ({type(err).__name__}); "
+                             f"cannot decompose it exactly") from err
     items: list[EntryTensors] = []
     per_sequence = []
     for idx, _ids, _mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size,
@@ -81,24 +150,50 @@ def attribute(model, corpus: Corpus, layer: int, position: int, dim: int, *, bat
             resid_pre = float(at(EMBED_HOOK)[dim])
             pos_embed = float(at("hook_pos_embed")[dim]) if has_pos else None
             embed = float(at("hook_embed")[dim]) if has_embed else resid_pre - (pos_embed or 0.0)
+            ones = torch.ones(layer + 1, dtype=torch.float64)
+            f_attn, f_mlp = ones.clone(), ones.clone()  # frozen post-norm factors (1 without post-norms)
+            for which, factors in (("ln1_post", f_attn), ("ln2_post", f_mlp)):
+                if which in post_norms:
+                    for l in range(layer + 1):
+                        gain, eps = gains[(which, l)]
+                        factors[l] = _frozen_factor(at(act_name(f"{which}_in", l)), at(act_name(f"{which}_out", l)),
+                                                    gain, eps, dim, f"{arch} block {l} {which}")
+            if "ln2_post" in post_norms:  # the raw MLP output is the post-norm's input
+                mlp_raw = torch.stack([at(act_name("ln2_post_in", l))[dim] for l in range(layer + 1)])
+            else:
+                mlp_raw = torch.stack([at(act_name("mlp_out", l))[dim] for l in range(layer + 1)])
             item = EntryTensors(
                 residual=float(at(act_name("resid_post", layer))[dim]), embed=embed, pos_embed=pos_embed,
-                z=torch.stack([at(act_name("z", l)) for l in range(layer + 1)]), w_o=w["w_o"], b_o=w["b_o"],
-                mlp_out=torch.stack([at(act_name("mlp_out", l))[dim] for l in range(layer + 1)]),
-                post=torch.stack([at(act_name("post", l)) for l in range(layer + 1)]),
-                w_out=w["w_out"], b_out=w["b_out"],
+                z=(torch.stack([at(act_name("z", l)) for l in range(layer + 1)]).double().cpu()
+                   * f_attn[:, None, None]).float(),
+                w_o=w["w_o"], b_o=(w["b_o"].double().cpu() * f_attn).float(),
+                mlp_out=(mlp_raw.double().cpu() * f_mlp).float(),
+                post=(torch.stack([at(act_name("post", l)) for l in range(layer + 1)]).double().cpu()
+                      * f_mlp[:, None]).float(),
+                w_out=w["w_out"], b_out=(w["b_out"].double().cpu() * f_mlp).float(),
             )
-            contribs, total, rel, dominant = decompose(item, top_neurons=5, tolerance=tolerance)
+            try:
+                contribs, total, rel, dominant = decompose(item, top_neurons=5, tolerance=tolerance)
+            except AttributionMismatch as err:
+                raise MiMassiveError(f"attribute: {arch} cannot be decomposed exactly at block {layer} "
+                                     f"(sequence {seq}): {err}") from err
             top = sorted((c for c in contribs if c.kind not in REFINING),
                          key=lambda c: -abs(c.value))[:5]
             per_sequence.append(SequenceAttribution(sequence=seq, residual=item.residual, total=total, rel_error=rel,
                                                     dominant_mlp=dominant, top=[[c.label, c.value] for c in top]))
             items.append(item)
     mean = mean_tensors(items)
-    contribs, total, rel, dominant = decompose(mean, top_neurons=top_neurons, tolerance=tolerance)
+    try:
+        contribs, total, rel, dominant = decompose(mean, top_neurons=top_neurons, tolerance=tolerance)
+    except AttributionMismatch as err:
+        raise MiMassiveError(f"attribute: {arch} cannot be decomposed exactly at block {layer} "
+                             f"(mean over sequences): {err}") from err
     str_tok = token_strings(model, [corpus.sequences[0]])[0][position]
     opts = {"layer": layer, "position": position, "dim": dim, "hook": act_name("resid_post", layer),
             "top_neurons": top_neurons, "tolerance": tolerance, **(options or {})}
+    if post_norms:  # recorded only where it applies (pre-norm models' records are unchanged)
+        opts["linearised_norms"] = post_norms
+        opts["note"] = POST_NORM_NOTE
     return AttributionResult(
         provenance=provenance(model, corpus, options=opts), layer=layer, position=position, dim=dim,
         sequence=-1 if len(items) > 1 else 0, token=str_tok, residual=mean.residual, total=total,

