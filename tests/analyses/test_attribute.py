@@ -140,3 +140,19 @@ def test_refusal_is_one_line_naming_the_architecture():
         attribute(model, corpus, layer=1, position=4, dim=11, tolerance=1e-30)  # no float sum is that exact
     msg = str(err.value)
     assert "\n" not in msg and "Gemma2ForCausalLM" in msg and "cannot be decomposed exactly" in msg
+
+
+def test_command_says_norms_are_linearised(tmp_path):
+    from typer.testing import CliRunner
+
+    from mi_massive.cli import app
+
+    args = ["attribute", "--model", "toy-gemma2", "--text", "The cat sat on the mat.", "--prepend-bos",
+            "--layer", "1", "--dim", "11", "--position", "3"]
+    ok = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert ok.exit_code == 0, ok.output
+    assert "post-sublayer norms (ln1_post, ln2_post) linearised at the RMS scale this forward used" in ok.output
+    from mi_massive.analyses.attribute.record import AttributionResult
+
+    saved = AttributionResult.load(tmp_path / "a" / "attribution.json")
+    assert saved.rel_error < 1e-4 and "frozen" in saved.provenance["options"]["note"]

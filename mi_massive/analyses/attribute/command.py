@@ -44,6 +44,10 @@ def attribute_command(
     out = prepare_out_dir(out)
     typer.echo(f"h_{layer}[pos {position}, dim {dim}] = {res.residual:.3f} (mean over {len(data)} sequence(s)); "
                f"sum of terms {res.total:.3f}, relative error {res.rel_error:.1e}")
+    norms = res.provenance["options"].get("linearised_norms")
+    if norms:
+        typer.echo(f"post-sublayer norms ({', '.join(norms)}) linearised at the RMS scale this forward used: "
+                   f"every head/MLP/neuron term is multiplied by that frozen scale x gain (exact for this forward)")
     echo_table(["term", "contribution", "share"], [[c.label, f"{c.value:.3f}", f"{c.value / res.residual:.1%}"
                                                    if res.residual else "-"] for c in res.top(top, kinds=(
                                                        "embed", "pos_embed", "head", "attn_bias", "mlp"))])
