@@ -158,12 +158,15 @@ def announce_bos(model, prepend_bos: Optional[bool | str]):
     """Resolve ``--prepend-bos/--no-prepend-bos`` (None: auto) for ``model``; print the choice once on stderr
     (``BOS: prepended (auto: the tokenizer adds BOS)``) and, for a run against the tokenizer's convention, a
     one-line ``warning:``. Returns the :class:`~mi_massive.core.bos.BosChoice`."""
-    from mi_massive.core.bos import resolve_bos
+    import warnings
+
+    from mi_massive.core.bos import BosWarning, resolve_bos
 
     choice = resolve_bos(model, prepend_bos)
     typer.echo(choice.line(), err=True)
     if (msg := choice.warning()) is not None:
         typer.echo(f"warning: {msg}", err=True)
+    warnings.filterwarnings("ignore", category=BosWarning)  # said once above; API calls later in this run repeat it
     return choice
 
 

@@ -70,3 +70,102 @@ def test_smollm2_perplexity_matches_hf_logits(smollm2, wikitext_dir):
                                            ids[:, 1:].reshape(-1))
     assert ours == pytest.approx(float(torch.exp(ce)), rel=1e-6)
     assert 2 < ours < 200
+
+
+TWO_DIMS = [(0, 7, 300.0), (2, 5, 3000.0)]  # an early minor massive dim (7, block 0) and a later dominant one (5, block 2)
+
+
+@pytest.fixture(scope="module")
+def two_dim_runs():
+    model = load_toy("toy-llama", plant=TWO_DIMS)
+    ev, cal = split_corpus(load_corpus(model, "builtin", n_samples=6, seq_len=16, prepend_bos=True), 3)
+    each = intervene(model, ev, cal, n_control=1, n_boot=20)
+    earliest = intervene(model, ev, cal, n_control=1, n_boot=20, targets="earliest")
+    return ev, cal, each, earliest
+
+
+def _hf_two_dim():
+    """The same planted toy as plain ``transformers`` modules (built and planted independently of the bridge)."""
+    from mi_massive.core.loading.toy import build_toy_hf, plant_massive_activation
+
+    hf = build_toy_hf("toy-llama", seed=0)
+    for layer, dim, value in TWO_DIMS:
+        plant_massive_activation(hf, layer, dim, value)
+    return hf.eval()
+
+
+def _hf_ppl(hf, ids, edits):
+    """(exp(mean next-token CE), [block outputs]) with ``edits`` = {block: {dim: value}} written at position 0 of
+    each block's output (what the next block reads)."""
+    outs = []
+
+    def hook(values):
+        def fn(_m, _i, out):
+            h = out[0] if isinstance(out, tuple) else out
+            for d, v in values.items():
+                h[:, 0, d] = v
+            outs.append(h.detach().clone())
+        return fn
+
+    handles = [layer.register_forward_hook(hook(edits.get(l, {}))) for l, layer in enumerate(hf.model.layers)]
+    try:
+        with torch.no_grad():
+            logits = hf(ids).logits
+    finally:
+        for h in handles:
+            h.remove()
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).double(), ids[:, 1:].reshape(-1))
+    return float(torch.exp(ce)), outs
+
+
+def test_each_massive_dim_at_its_own_first_layer(two_dim_runs):
+    ev, cal, each, earliest = two_dim_runs
+    hf = _hf_two_dim()
+    ids = torch.tensor(ev.sequences)
+    clean_ppl, hs = _hf_ppl(hf, ids, {})
+    _, cal_hs = _hf_ppl(hf, torch.tensor(cal.sequences), {})
+    v7, v5 = float(cal_hs[0][0, 0, 7]), float(cal_hs[2][0, 0, 5])  # cal_hs[l]: block l's output
+    assert v5 == pytest.approx(3000.0, rel=1e-5) and v7 > 100  # both massive at position 0 (BOS)
+
+    # default: both dims, each at its own first block; the record lists what was edited
+    assert [(t.dim, t.layer, t.last_layer, t.positions, t.n_positions) for t in each.targets] == [
+        (7, 0, 2, {"0": [0], "1": [0], "2": [0]}, 3), (5, 2, 2, {"0": [0], "1": [0], "2": [0]}, 3)]
+    assert each.first_layer == 0 and each.dims == [5, 7] and each.provenance["options"]["targets"] == "each"
+    zero = each.run("zero (one layer)")
+    assert zero.layers == [0, 2] and zero.dims == [5, 7] and zero.n_edited == 6
+    assert each.run("original").ppl.ppl == pytest.approx(clean_ppl, rel=1e-5)
+    want, _ = _hf_ppl(hf, ids, {0: {7: 0.0}, 2: {5: 0.0}})
+    assert zero.ppl.ppl == pytest.approx(want, rel=1e-5)
+    # means: per (layer, dim) over the calibration positions, equal to the HF hidden states there
+    means = {(m.layer, m.dim): m.mean for m in each.calibration.means}
+    assert means == pytest.approx({(0, 7): v7, (1, 7): float(cal_hs[1][0, 0, 7]), (2, 7): float(cal_hs[2][0, 0, 7]),
+                                   (2, 5): v5}, rel=1e-5)
+    assert each.run("mean (one layer)").ppl.ppl == pytest.approx(clean_ppl, rel=1e-5)  # same value written back
+    # zeroing both: what the next block reads at the edited entries is 0 at blocks 0 and 2 (and block 1
+    # reads dim 7 = 0 since nothing writes it back), while block 2 itself recomputes dim 5
+    regen = zero.regeneration["start"]
+    assert regen.per_dim["7"].post == [0.0, 0.0, 0.0] and regen.per_dim["5"].post[2] == 0.0
+    assert regen.per_dim["5"].pre[2] > 3000.0  # block 2's MLP wrote dim 5 again, larger without dim 7 in the norm
+    # controls: one ordinary dim per target, at the same layers and positions
+    ctrl = each.run("control 0 (one layer)")
+    assert ctrl.layers == [0, 2] and len(ctrl.dims) == 2 and set(ctrl.dims).isdisjoint({5, 7})
+    c0, c1 = each.calibration.control_dims["0"]
+    want_ctrl, _ = _hf_ppl(hf, ids, {0: {c0: 0.0}, 2: {c1: 0.0}})
+    assert ctrl.ppl.ppl == pytest.approx(want_ctrl, rel=1e-5)
+    every = each.run("zero (every layer)")
+    assert every.layers == [0, 1, 2] and every.n_edited == 3 * (3 + 1)  # dim 7 at blocks 0..2, dim 5 at block 2
+
+    # "earliest": only the early minor dim, as before; the dominant dim 5 is never touched
+    assert [(t.dim, t.layer) for t in earliest.targets] == [(7, 0)] and earliest.dims == [7]
+    ez = earliest.run("zero (one layer)")
+    assert ez.layers == [0] and ez.dims == [7] and ez.n_edited == 3
+    want_early, _ = _hf_ppl(hf, ids, {0: {7: 0.0}})
+    assert ez.ppl.ppl == pytest.approx(want_early, rel=1e-5)
+    assert ez.ppl.ppl != pytest.approx(zero.ppl.ppl, rel=1e-4)
+
+
+def test_targets_option_is_checked(planted_llama):
+    corpus = load_corpus(planted_llama, "builtin", n_samples=4, seq_len=16, prepend_bos=True)
+    ev, cal = split_corpus(corpus, 2)
+    with pytest.raises(MiMassiveError, match="unknown targets"):
+        intervene(planted_llama, ev, cal, n_control=0, n_boot=10, targets="all")

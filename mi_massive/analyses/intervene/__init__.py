@@ -12,7 +12,8 @@
 from mi_massive.analyses.intervene.command import intervene_command
 from mi_massive.analyses.intervene.figures import figures, ppl_figure, regeneration_figure
 from mi_massive.analyses.intervene.record import (Calibration, CalibrationMean, Evaluation, InterventionResult,
-                                                  InterventionRun, Perplexity, PplRow, Profile, Regeneration)
+                                                  InterventionRun, InterventionTarget, Perplexity, PplRow, Profile,
+                                                  Regeneration)
 from mi_massive.analyses.intervene.report import compute, intervention_view
 from mi_massive.analyses.intervene.run import intervene, split_corpus
 from mi_massive.core.analysis import Analysis, ReportHooks
@@ -30,5 +31,6 @@ ANALYSIS = Analysis(
 )
 
 __all__ = ["ANALYSIS", "Calibration", "CalibrationMean", "Evaluation", "InterventionResult", "InterventionRun",
-           "Perplexity", "PplRow", "Profile", "Regeneration", "figures", "intervene", "intervene_command",
+           "InterventionTarget", "Perplexity", "PplRow", "Profile", "Regeneration", "figures", "intervene",
+           "intervene_command",
            "ppl_figure", "regeneration_figure", "split_corpus"]

@@ -125,12 +125,28 @@ class PplRow(Record):
     ratio_ci95: list[float]
 
 
+@dataclass
+class InterventionTarget(Record):
+    """One edited massive dim: ``dim`` at block ``layer`` (0-based; its own first massive block with
+    ``targets="each"``), through ``last_layer`` in the "every layer" variant, at ``positions`` (evaluation chunk
+    index as a string -> token positions, each chunk's own massive positions at ``layer`` in the clean run);
+    ``n_positions`` in all."""
+
+    dim: int
+    layer: int
+    last_layer: int
+    positions: dict[str, list[int]]
+    n_positions: int
+
+
 @dataclass(repr=False)
 class InterventionResult(Record):
-    """Perplexity under Sun/Owen-style interventions at the first massive layer (one layer and every layer).
+    """Perplexity under Sun/Owen-style interventions on the massive dims (one layer and every layer).
 
-    ``first_layer`` (0-based) and ``dims``: where the edit happens; ``edited_layers_all``: the blocks of
-    the "every layer" variant. ``runs``: one :class:`InterventionRun` per condition; ``table``: one
+    ``targets``: what was edited, one :class:`InterventionTarget` (dim, layer, positions) per massive dim --
+    by default every massive dim at its own first massive block, or (``targets="earliest"``) only the dims of
+    the first one. ``first_layer`` (0-based): the earliest target block; ``dims``: all target dims;
+    ``edited_layers_all``: the blocks of the "every layer" variant. ``runs``: one :class:`InterventionRun` per condition; ``table``: one
     :class:`PplRow` per condition (also ``to_dataframe()``); ``calibration`` (:class:`Calibration`) and
     ``evaluation`` (:class:`Evaluation`): the two disjoint corpora and what was found in them.
     """
@@ -144,6 +160,7 @@ class InterventionResult(Record):
     runs: list[InterventionRun]
     table: list[PplRow]
     notes: list[str] = field(default_factory=list)
+    targets: list[InterventionTarget] = field(default_factory=list)
 
     _table = "table"
 

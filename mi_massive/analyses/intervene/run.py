@@ -2,17 +2,20 @@
 
 Steps (every number is recomputed for the model at hand; nothing is hard-coded):
 
-1. **Calibration** (text disjoint from the evaluation chunks): scan it, take the first massive layer L
-   and its massive dims D; the massive positions of each calibration sequence at L; then the signed
-   mean of h_l[t, d] for every layer l >= L, position class (start = position 0, other) and d in D, over
-   the same (position x dim) cross product the edit will touch. Ordinary dims (|h| never above the
-   absolute threshold in any layer) are the pool for the control.
+1. **Calibration** (text disjoint from the evaluation chunks): scan it and choose the **targets**: with
+   ``targets="each"`` (default) every massive dim d at its OWN first massive layer L_d (dims sharing a
+   first layer form one target); with ``targets="earliest"`` only the first massive layer L and the
+   dims massive there (the behaviour before multi-dim targets; also what ``layer=`` does). Per target:
+   the massive positions of each calibration sequence at L_t; then the signed mean of h_l[t, d] for every
+   layer l >= L_t, position class (start = position 0, other) and d in D_t, over the same (position x
+   dim) cross product the edit will touch. Ordinary dims (|h| never above the absolute threshold in any
+   layer) are the pool for the control.
 2. **Evaluation**: a clean pass over the evaluation chunks gives the original perplexity and each
-   chunk's own massive positions at L (same rule, per sequence).
-3. **Conditions**, each with the same chunks and BOS convention: set the massive entries to zero / to
-   the calibration mean at L only ("one layer"), or at every layer from L to the last massive layer
-   ("every layer"); the control zeroes |D| random ordinary dims at the same positions and layers
-   (several seeds). Per run: per-chunk NLL, perplexity with a bootstrap CI over chunks, the paired
+   chunk's own massive positions at each target layer L_t (same rule, per sequence).
+3. **Conditions**, each with the same chunks and BOS convention: set each target's entries to zero / to
+   the calibration mean at L_t only ("one layer"), or at every layer from L_t to the last layer where
+   its dims are massive ("every layer"); the control zeroes |D_t| random ordinary dims at the same
+   positions and layers, per target (several seeds). Per run: per-chunk NLL, perplexity with a bootstrap CI over chunks, the paired
    ratio to the original, and the regeneration profile (does a later block write the value back?).
 """
 
@@ -27,11 +30,11 @@ from mi_massive.core.stats import chunk_nll, paired_ratio_ci, ppl_with_ci
 from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect, sequence_stats
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
-from mi_massive.core.hooks.intervention import control_dims, entry_edit, layer_hooks
+from mi_massive.core.hooks.intervention import EntryEdit, control_dims, entry_edit, layer_hooks
 from mi_massive.analyses.scan.run import scan
 from mi_massive.core.provenance import provenance
 from mi_massive.analyses.intervene.record import (Calibration, Evaluation, InterventionResult, InterventionRun,
-                                                  PplRow)
+                                                  InterventionTarget, PplRow)
 from mi_massive.core.names import OTHER, START, act_name, act_pattern, position_class
 from mi_massive.analyses.scan.record import ScanResult
 from mi_massive.core.engine import iter_corpus
@@ -66,6 +69,26 @@ def first_layer_and_dims(result: ScanResult, layer: int | None = None) -> tuple[
     if not dims:
         raise MiMassiveError(f"no massive entry at layer {layer} in the calibration corpus")
     return int(layer), dims
+
+
+TARGET_MODES = ("each", "earliest")
+
+
+def choose_targets(result: ScanResult, targets: str = "each", layer: int | None = None) -> list[tuple[int, list[int]]]:
+    """[(layer, dims)] to intervene on, by layer: ``"each"`` = every massive dim at its own first massive layer,
+    ``"earliest"`` = the first massive layer and its dims only; ``layer`` given: that layer and its dims."""
+    if targets not in TARGET_MODES:
+        raise MiMassiveError(f"unknown targets '{targets}' (each, earliest)")
+    if layer is not None or targets == "earliest":
+        return [first_layer_and_dims(result, layer)]
+    first_layer_and_dims(result)  # the same error as before when nothing is massive
+    first: dict[int, int] = {}
+    for e in result.massive:
+        first[e.dim] = min(e.layer, first.get(e.dim, e.layer))
+    by_layer: dict[int, list[int]] = defaultdict(list)
+    for d, l in first.items():
+        by_layer[l].append(int(d))
+    return [(int(l), sorted(ds)) for l, ds in sorted(by_layer.items())]
 
 
 def last_massive_layer(result: ScanResult, dims: Sequence[int]) -> int:
@@ -167,34 +190,50 @@ class _Regen:
         return out
 
 
-def _eval_run(model, corpus: Corpus, coords: Coords, dims_by_layer: dict[int, list[int]], mode: str,
-              means_by_layer: dict[int, dict[tuple[str, int], float]], regen_layers: Sequence[int],
-              massive_dims: Sequence[int], batch_size: int, label: str,
-              detect_at: tuple[int, float, float] | None = None) -> dict[str, Any]:
-    """One condition over the evaluation chunks. With ``detect_at`` = (layer, abs, rel) (clean run only),
-    each batch's massive positions are detected first and written into ``coords``."""
+def _concat(edits: list[EntryEdit]) -> EntryEdit:
+    """One edit applying all of ``edits`` (targets that share a layer touch different dims)."""
+    if len(edits) == 1:
+        return edits[0]
+    return EntryEdit(*(torch.cat([getattr(e, f) for e in edits]) for f in ("rows", "positions", "dims", "values")))
+
+
+def _eval_run(model, corpus: Corpus, coords: dict[int, Coords], plan: list[tuple[int, dict[int, list[int]]]],
+              mode: str, means_by_layer: dict[int, dict[tuple[str, int], float]], regen_layers: Sequence[int],
+              targets: list[tuple[int, list[int]]], batch_size: int, label: str,
+              detect: tuple[float, float] | None = None) -> dict[str, Any]:
+    """One condition over the evaluation chunks. ``plan``: per target (its layer L_t, {edited layer: dims}); the
+    positions are ``coords[L_t]``. With ``detect`` = (abs, rel) (clean run only), each batch's massive
+    positions at every target layer are detected first and written into ``coords``."""
     nll_sums: list[float] = []
     counts: list[int] = []
     regen = _Regen()
     n_edited = 0
 
     def hooks(indices: range):
-        bc = _batch_coords(indices, coords)
-        edits = {l: entry_edit(bc, dims, mode=mode, means=means_by_layer.get(l)) for l, dims in dims_by_layer.items()}
-        return layer_hooks(edits)
+        per_layer: dict[int, list[EntryEdit]] = defaultdict(list)
+        for tl, dims_by_layer in plan:
+            bc = _batch_coords(indices, coords.get(tl, {}))
+            for l, dims in dims_by_layer.items():
+                per_layer[l].append(entry_edit(bc, dims, mode=mode, means=means_by_layer.get(l)))
+        return layer_hooks({l: _concat(e) for l, e in per_layer.items()})
 
     for indices, ids, mask, logits, acts in iter_corpus(model, corpus, _capture_names(regen_layers),
                                                          batch_size=batch_size, fwd_hooks=hooks,
                                                          need_logits=True, progress=label):
-        if detect_at is not None:
-            coords.update(_detect_positions(acts[act_name("resid_post", detect_at[0])], mask, indices,
-                                            massive_dims, detect_at[1], detect_at[2]))
+        if detect is not None:
+            for tl, tdims in targets:
+                coords.setdefault(tl, {}).update(_detect_positions(acts[act_name("resid_post", tl)], mask, indices,
+                                                                   tdims, detect[0], detect[1]))
         s, c = chunk_nll(logits, ids, mask)
         nll_sums += s
         counts += c
-        bc = _batch_coords(indices, coords)
-        regen.add(acts, regen_layers, [(r, p, d) for r, p in bc for d in massive_dims])
-        n_edited += sum(len(bc) * len(d) for d in dims_by_layer.values())
+        entries = []
+        for tl, tdims in targets:
+            entries += [(r, p, d) for r, p in _batch_coords(indices, coords.get(tl, {})) for d in tdims]
+        regen.add(acts, regen_layers, entries)
+        for tl, dims_by_layer in plan:
+            bc = _batch_coords(indices, coords.get(tl, {}))
+            n_edited += sum(len(bc) * len(d) for d in dims_by_layer.values())
     return {"nll_sums": nll_sums, "counts": counts, "regeneration": regen.table(regen_layers), "n_edited": n_edited}
 
 
@@ -219,6 +258,7 @@ def intervene(
     n_control: int = 3,
     seed: int = 0,
     variants: Sequence[str] = ("one", "every"),
+    targets: str = "each",
     abs_threshold: float = ABS_THRESHOLD,
     rel_threshold: float = REL_THRESHOLD,
     batch_size: int = 4,
@@ -234,13 +274,17 @@ def intervene(
     >>> r = intervene(model, ev, cal, n_control=1, variants=("one",), n_boot=50)
     >>> r.first_layer, r.dims, r.evaluation.n_start_positions
     (1, [5], 2)
+    >>> [(t.dim, t.layer, t.positions) for t in r.targets]  # what was edited: dim 5 at block 1, position 0
+    [(5, 1, {'0': [0], '1': [0]})]
     >>> r.to_dataframe()["condition"].tolist()[:3]
     ['original', 'zero (one layer)', 'mean (one layer)']
     >>> r.run("zero (one layer)").regeneration["start"].post[0]  # |h| at the zeroed entry, block 1
     0.0
 
     ``eval_corpus`` is scored; ``calib_corpus`` (disjoint windows, same BOS convention) gives the first
-    massive block L, its dims and the per-class means. ``layer`` overrides L; ``n_control`` random
+    massive block L, its dims and the per-class means. ``targets``: ``"each"`` (default: every massive dim at
+    its own first massive block) or ``"earliest"`` (block L and its dims only); ``layer`` overrides L (one
+    target: that block and the dims massive there); ``n_control`` random
     ordinary-dim controls (seeds ``seed``, ``seed + 1``, ...); ``variants``: ``one`` (edit block L) and/or
     ``every`` (every block where the dims are massive). Perplexities are exp(nats per token) with
     ``n_boot``-resample bootstrap CIs over chunks.
@@ -251,46 +295,70 @@ def intervene(
             raise MiMassiveError(f"unknown variant '{v}' (one, every)")
     cal_scan = scan(model, calib_corpus, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
                     batch_size=batch_size, include_embed=False, progress=True)
-    L, dims = first_layer_and_dims(cal_scan, layer)
-    last = max(L, last_massive_layer(cal_scan, dims))
-    all_layers = list(range(L, last + 1))
+    chosen = choose_targets(cal_scan, targets, layer)
+    L = chosen[0][0]
+    dims = sorted(d for _, ds in chosen for d in ds)
+    lasts = {tl: max(tl, last_massive_layer(cal_scan, tdims)) for tl, tdims in chosen}
+    last = max(lasts.values())
+    all_layers = sorted({l for tl, _ in chosen for l in range(tl, lasts[tl] + 1)})
     n_layers = model.cfg.n_layers
     regen_layers = list(range(L, n_layers))
-    cal_coords = positions_at(cal_scan, L, dims)
-    raw_means = calibration_means(model, calib_corpus, cal_coords, dims, all_layers, batch_size=batch_size)
+    raw_means: dict[tuple[int, str, int], tuple[float, int]] = {}
+    for tl, tdims in chosen:
+        raw_means.update(calibration_means(model, calib_corpus, positions_at(cal_scan, tl, tdims), tdims,
+                                           list(range(tl, lasts[tl] + 1)), batch_size=batch_size))
     missing: list[str] = []
-    means_by_layer = {l: _means_for_layer(raw_means, l, dims, missing) for l in all_layers}
+    means_by_layer: dict[int, dict[tuple[str, int], float]] = defaultdict(dict)
+    for tl, tdims in chosen:
+        for l in range(tl, lasts[tl] + 1):
+            means_by_layer[l].update(_means_for_layer(raw_means, l, tdims, missing))
     pool = ordinary_dim_pool(cal_scan, abs_threshold)
     controls = {s: control_dims(model.cfg.d_model, [d for d in range(model.cfg.d_model) if d not in set(pool)],
                                 len(dims), seed=seed + s) for s in range(n_control)}
 
-    coords: Coords = {}  # filled by the clean run (each chunk's own massive positions at L)
-    plan: list[tuple[str, str, str, dict[int, list[int]]]] = [("original", "none", "-", {})]
+    def split(cdims: list[int]) -> list[list[int]]:  # control dims handed out to the targets in order
+        out, i = [], 0
+        for _, tdims in chosen:
+            out.append(cdims[i:i + len(tdims)])
+            i += len(tdims)
+        return out
+
+    def layers_of(tl: int, v: str) -> list[int]:
+        return [tl] if v == "one" else list(range(tl, lasts[tl] + 1))
+
+    coords: dict[int, Coords] = {}  # filled by the clean run: target layer -> each chunk's own massive positions
+    plan: list[tuple[str, str, str, list[tuple[int, dict[int, list[int]]]]]] = [("original", "none", "-", [])]
     for v in variants:
-        layers = [L] if v == "one" else all_layers
-        plan.append((f"zero ({v} layer)", "zero", v, {l: dims for l in layers}))
-        plan.append((f"mean ({v} layer)", "mean", v, {l: dims for l in layers}))
+        plan.append((f"zero ({v} layer)", "zero", v, [(tl, {l: td for l in layers_of(tl, v)}) for tl, td in chosen]))
+        plan.append((f"mean ({v} layer)", "mean", v, [(tl, {l: td for l in layers_of(tl, v)}) for tl, td in chosen]))
         for s, cdims in controls.items():
-            plan.append((f"control {s} ({v} layer)", "zero", v, {l: cdims for l in layers}))
+            plan.append((f"control {s} ({v} layer)", "zero", v,
+                         [(tl, {l: cd for l in layers_of(tl, v)}) for (tl, _), cd in zip(chosen, split(cdims))]))
     runs = []
-    for name, mode, variant, dims_by_layer in plan:
-        rec = _eval_run(model, eval_corpus, coords, dims_by_layer, "zero" if mode == "none" else mode,
-                        means_by_layer, regen_layers, dims, batch_size, name,
-                        detect_at=(L, abs_threshold, rel_threshold) if mode == "none" else None)
+    for name, mode, variant, tplan in plan:
+        rec = _eval_run(model, eval_corpus, coords, tplan, "zero" if mode == "none" else mode,
+                        means_by_layer, regen_layers, chosen, batch_size, name,
+                        detect=(abs_threshold, rel_threshold) if mode == "none" else None)
         est = ppl_with_ci(rec["nll_sums"], rec["counts"], n_boot=n_boot, seed=seed)
         runs.append({"name": name, "mode": mode, "variant": variant,
-                     "layers": sorted(dims_by_layer), "dims": sorted({d for v_ in dims_by_layer.values() for d in v_}),
+                     "layers": sorted({l for _, dl in tplan for l in dl}),
+                     "dims": sorted({d for _, dl in tplan for v_ in dl.values() for d in v_}),
                      "ppl": est.to_dict(), **rec})
     base = (runs[0]["nll_sums"], runs[0]["counts"])
     for r in runs:
         r["ratio_to_original"] = list(paired_ratio_ci(base, (r["nll_sums"], r["counts"]), n_boot=n_boot, seed=seed))
     table = ppl_table(runs)
-    n_pos = sum(len(p) for p in coords.values())
-    n_start = sum(1 for p in coords.values() for q in p if q == 0)
+    union: dict[int, set[int]] = defaultdict(set)
+    for tc in coords.values():
+        for seq, ps in tc.items():
+            union[seq].update(ps)
+    merged = {s: sorted(union[s]) for s in sorted(union)}
+    n_pos = sum(len(p) for p in merged.values())
+    n_start = sum(1 for p in merged.values() for q in p if q == 0)
     evaluation = {"corpus": eval_corpus.describe(), "n_chunks": len(eval_corpus), "n_massive_positions": n_pos,
                   "n_start_positions": n_start, "n_other_positions": n_pos - n_start,
-                  "chunks_without_massive": len(eval_corpus) - len(coords),
-                  "positions": {str(s): p for s, p in coords.items()},
+                  "chunks_without_massive": len(eval_corpus) - len(merged),
+                  "positions": {str(s): p for s, p in merged.items()},
                   "regeneration_layers": regen_layers}
     calibration = {
         "corpus": calib_corpus.describe(), "first_layer": L, "dims": dims, "last_massive_layer": last,
@@ -300,22 +368,30 @@ def intervene(
         "ordinary_pool_size": len(pool),
     }
     opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "n_control": n_control, "seed": seed,
-            "variants": list(variants), "n_boot": n_boot, "hook": act_pattern("resid_post"), **(options or {})}
+            "variants": list(variants), "targets": "layer" if layer is not None else targets, "n_boot": n_boot, "hook": act_pattern("resid_post"), **(options or {})}
+    target_text = "; ".join(f"dims {td} at block {tl}" for tl, td in chosen)
     notes = [
-        "Positions are each evaluation chunk's own massive positions at the first massive layer (clean run); "
-        "means are per layer, position class and dim over calibration text disjoint from the evaluation chunks.",
-        "'every layer' edits layers %d..%d (first to last layer where these dims are massive in calibration)." % (L, last),
+        f"Targets ({'layer ' + str(layer) if layer is not None else targets}): {target_text}. Positions are each "
+        "evaluation chunk's own massive positions at the target's layer (clean run); means are per layer, position "
+        "class and dim over calibration text disjoint from the evaluation chunks.",
+        "'every layer' edits " + "; ".join(f"layers {tl}..{lasts[tl]} for dims {td}" for tl, td in chosen)
+        + " (first to last layer where these dims are massive in calibration).",
         "Regeneration: 'pre' is what each block computed at the edited entries before any edit at that layer "
         "(resid_mid + mlp_out); 'post' is what the next block reads.",
     ]
     if missing:
         classes = sorted({m.split("'")[1] for m in missing})
-        used = sum(1 for p in coords.values() for q in p if position_class(q) in classes)
+        used = sum(1 for p in merged.values() for q in p if position_class(q) in classes)
         notes.append(f"no calibration positions of class {', '.join(classes)} ({len(missing)} layer/dim pairs, listed "
                      f"under calibration.missing_means): those entries use the other class's mean; "
                      f"{used} evaluation position(s) needed it.")
+    target_records = [InterventionTarget(dim=d, layer=tl, last_layer=lasts[tl],
+                                         positions={str(s): p for s, p in sorted(coords.get(tl, {}).items())},
+                                         n_positions=sum(len(p) for p in coords.get(tl, {}).values()))
+                      for tl, td in chosen for d in td]
     return InterventionResult(provenance=provenance(model, eval_corpus, seed=seed, options=opts), first_layer=L,
-                              dims=dims, edited_layers_all=all_layers, calibration=Calibration.from_dict(calibration),
+                              dims=dims, edited_layers_all=all_layers, targets=target_records,
+                              calibration=Calibration.from_dict(calibration),
                               evaluation=Evaluation.from_dict(evaluation),
                               runs=[InterventionRun.from_dict(r) for r in runs],
                               table=[PplRow.from_dict(r) for r in table], notes=notes)

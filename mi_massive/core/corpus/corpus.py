@@ -24,6 +24,8 @@ class Corpus:
 
     ``sequences[i]`` is a list of token ids, including the BOS id at index 0 when ``prepend_bos``.
     ``source`` describes where the text came from (kind, path, SHA-256 of the text, ...).
+    ``prepend_bos_source``: ``"auto"`` (what the model's tokenizer does, see :mod:`mi_massive.core.bos`) or
+    ``"user"`` (``prepend_bos=True/False`` given explicitly).
     """
 
     name: str
@@ -35,6 +37,7 @@ class Corpus:
     bos_token_id: int | None
     pad_token_id: int
     source: dict[str, Any] = field(default_factory=dict)
+    prepend_bos_source: str = "user"
 
     def __post_init__(self) -> None:
         if not self.sequences or any(len(s) == 0 for s in self.sequences):

@@ -28,6 +28,16 @@ def _special_ids(tokenizer) -> tuple[int | None, int]:
     return bos, pad
 
 
+def _resolve(model_or_tokenizer: Any, prepend_bos: bool | str | None, source: str | None) -> tuple[bool, str]:
+    """(prepend BOS?, "auto"|"user"): ``"auto"``/None follows the tokenizer (:mod:`mi_massive.core.bos`); a run
+    against the tokenizer's convention warns (:class:`~mi_massive.core.bos.BosWarning`) unless the caller
+    resolved it already (``source`` given: the CLI prints the choice itself)."""
+    from mi_massive.core.bos import resolve_and_warn, resolve_bos
+
+    choice = (resolve_bos if source else resolve_and_warn)(model_or_tokenizer, prepend_bos)
+    return choice.prepend_bos, source or choice.source
+
+
 def encode(model_or_tokenizer: Any, text: str) -> list[int]:
     """Token ids of ``text`` with no special tokens (BOS handling is the corpus's job)."""
     return list(_tokenizer_of(model_or_tokenizer)(text, add_special_tokens=False)["input_ids"])
@@ -49,9 +59,19 @@ def _check_seq_len(model_or_tokenizer: Any, seq_len: int | None) -> None:
         raise MiMassiveError(f"seq_len {seq_len} is larger than the model's context ({limit} tokens)")
 
 
-def text_corpus(model_or_tokenizer: Any, texts: str | list[str], *, prepend_bos: bool = False,
-                name: str = "text") -> Corpus:
-    """One sequence per text, each whole (no chunking). BOS is prepended when ``prepend_bos``."""
+def text_corpus(model_or_tokenizer: Any, texts: str | list[str], *, prepend_bos: bool | str | None = "auto",
+                name: str = "text", prepend_bos_source: str | None = None) -> Corpus:
+    """One sequence per text, each whole (no chunking).
+
+    >>> import mi_massive as mm
+    >>> c = text_corpus(mm.load_toy("toy-gpt2"), "Hi")
+    >>> c.sequences, c.prepend_bos, c.prepend_bos_source
+    ([[73, 106]], False, 'auto')
+
+    ``prepend_bos``: ``"auto"`` (default; what the model's tokenizer does, see :func:`mi_massive.core.bos.resolve_bos`),
+    True or False. ``prepend_bos_source`` overrides the recorded source (for callers that resolved "auto" themselves).
+    """
+    prepend_bos, bos_source = _resolve(model_or_tokenizer, prepend_bos, prepend_bos_source)
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts:
         raise MiMassiveError("no text given")
@@ -67,7 +87,8 @@ def text_corpus(model_or_tokenizer: Any, texts: str | list[str], *, prepend_bos:
         raise MiMassiveError(f"text is {longest} tokens long, more than the model's context ({limit})")
     digest = hashlib.sha256("\n\x00".join(texts).encode()).hexdigest()
     return Corpus(name=name, sequences=seqs, prepend_bos=prepend_bos, seq_len=None, n_samples=len(seqs), seed=0,
-                  bos_token_id=bos, pad_token_id=pad, source={"kind": "text", "sha256": digest, "texts": texts})
+                  bos_token_id=bos, pad_token_id=pad, source={"kind": "text", "sha256": digest, "texts": texts},
+                  prepend_bos_source=bos_source)
 
 
 def read_text_file(path: str | Path) -> str:
@@ -82,7 +103,8 @@ def read_text_file(path: str | Path) -> str:
 
 
 def _chunked(model_or_tokenizer: Any, text: str, *, name: str, n_samples: int, seq_len: int, seed: int,
-             prepend_bos: bool, source: dict[str, Any]) -> Corpus:
+             prepend_bos: bool | str | None, source: dict[str, Any], prepend_bos_source: str | None = None) -> Corpus:
+    prepend_bos, bos_source = _resolve(model_or_tokenizer, prepend_bos, prepend_bos_source)
     _check_text(text, name)
     _check_seq_len(model_or_tokenizer, seq_len)
     tok = _tokenizer_of(model_or_tokenizer)
@@ -94,15 +116,16 @@ def _chunked(model_or_tokenizer: Any, text: str, *, name: str, n_samples: int, s
                         bos_token_id=bos, name=name)
     source = {**source, "sha256": hashlib.sha256(text.encode()).hexdigest(), "n_text_tokens": len(tokens)}
     return Corpus(name=name, sequences=seqs, prepend_bos=prepend_bos, seq_len=seq_len, n_samples=n_samples,
-                  seed=seed, bos_token_id=bos, pad_token_id=pad, source=source)
+                  seed=seed, bos_token_id=bos, pad_token_id=pad, source=source, prepend_bos_source=bos_source)
 
 
 def file_corpus(model_or_tokenizer: Any, path: str | Path, *, n_samples: int = 8, seq_len: int = 512,
-                seed: int = 0, prepend_bos: bool = False) -> Corpus:
+                seed: int = 0, prepend_bos: bool | str | None = "auto", prepend_bos_source: str | None = None) -> Corpus:
     """Non-overlapping windows of a UTF-8 text file (with or without BOM), ``n_samples`` drawn with ``seed``."""
     text = read_text_file(path)
     return _chunked(model_or_tokenizer, text, name=Path(path).name, n_samples=n_samples, seq_len=seq_len,
-                    seed=seed, prepend_bos=prepend_bos, source={"kind": "file", "path": str(Path(path).resolve())})
+                    seed=seed, prepend_bos=prepend_bos, prepend_bos_source=prepend_bos_source,
+                    source={"kind": "file", "path": str(Path(path).resolve())})
 
 
 def builtin_text() -> str:
@@ -124,12 +147,12 @@ def builtin_text() -> str:
 
 
 def builtin_corpus(model_or_tokenizer: Any, *, n_samples: int = 8, seq_len: int = 256, seed: int = 0,
-                   prepend_bos: bool = False) -> Corpus:
+                   prepend_bos: bool | str | None = "auto", prepend_bos_source: str | None = None) -> Corpus:
     """The built-in offline corpus (see :func:`builtin_text`)."""
     import sys
 
     return _chunked(model_or_tokenizer, builtin_text(), name=BUILTIN, n_samples=n_samples, seq_len=seq_len,
-                    seed=seed, prepend_bos=prepend_bos,
+                    seed=seed, prepend_bos=prepend_bos, prepend_bos_source=prepend_bos_source,
                     source={"kind": "builtin", "module": "pydoc_data.topics", "python": sys.version.split()[0]})
 
 
@@ -168,17 +191,18 @@ def wikitext_text(split: str = "test") -> tuple[str, dict[str, Any]]:
 
 
 def wikitext_corpus(model_or_tokenizer: Any, split: str = "test", *, n_samples: int = 8, seq_len: int = 512,
-                    seed: int = 0, prepend_bos: bool = False) -> Corpus:
+                    seed: int = 0, prepend_bos: bool | str | None = "auto", prepend_bos_source: str | None = None) -> Corpus:
     """Windows of WikiText-2 (``test`` by default)."""
     text, source = wikitext_text(split)
     return _chunked(model_or_tokenizer, text, name=f"wikitext-2:{split}", n_samples=n_samples, seq_len=seq_len,
-                    seed=seed, prepend_bos=prepend_bos, source=source)
+                    seed=seed, prepend_bos=prepend_bos, prepend_bos_source=prepend_bos_source, source=source)
 
 
 def load_corpus(model_or_tokenizer: Any, name_or_path: str, *, n_samples: int = 8, seq_len: int = 256,
-                seed: int = 0, prepend_bos: bool = False) -> Corpus:
+                seed: int = 0, prepend_bos: bool | str | None = "auto", prepend_bos_source: str | None = None) -> Corpus:
     """Resolve a corpus name (``builtin``, ``wikitext-2[:split]``) or a text-file path."""
-    kwargs = dict(n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos)
+    kwargs = dict(n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos,
+                  prepend_bos_source=prepend_bos_source)
     if name_or_path == BUILTIN:
         return builtin_corpus(model_or_tokenizer, **kwargs)
     if name_or_path in WIKITEXT_SPLITS:
