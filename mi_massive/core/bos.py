@@ -118,7 +118,8 @@ def resolve_bos(model_or_tokenizer: Any, prepend_bos: bool | str | None = AUTO) 
         adds = tokenizer_adds_bos(tok)
         basis = "the tokenizer adds BOS" if adds else "the tokenizer adds none"
     if isinstance(prepend_bos, bool):
-        return BosChoice(prepend_bos, "user", adds, tl_default, "--prepend-bos/--no-prepend-bos or prepend_bos=")
+        told = "set explicitly" + ("" if adds is None else f"; {basis}")
+        return BosChoice(prepend_bos, "user", adds, tl_default, told)
     if adds is None:
         value = bool(tl_default) if tl_default is not None else False
         if tl_default is None:

@@ -169,3 +169,11 @@ def test_targets_option_is_checked(planted_llama):
     ev, cal = split_corpus(corpus, 2)
     with pytest.raises(MiMassiveError, match="unknown targets"):
         intervene(planted_llama, ev, cal, n_control=0, n_boot=10, targets="all")
+
+
+def test_no_massive_without_bos_says_so(planted_llama):
+    # the planted toy writes its massive value at BOS; the toy tokenizer adds none, so "auto" finds nothing
+    ev, cal = split_corpus(load_corpus(planted_llama, "builtin", n_samples=4, seq_len=16), 2)
+    assert not ev.prepend_bos and ev.prepend_bos_source == "auto"
+    with pytest.raises(MiMassiveError, match="BOS was not prepended"):
+        intervene(planted_llama, ev, cal, n_control=0, n_boot=10)

@@ -295,7 +295,13 @@ def intervene(
             raise MiMassiveError(f"unknown variant '{v}' (one, every)")
     cal_scan = scan(model, calib_corpus, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
                     batch_size=batch_size, include_embed=False, progress=True)
-    chosen = choose_targets(cal_scan, targets, layer)
+    try:
+        chosen = choose_targets(cal_scan, targets, layer)
+    except MiMassiveError as err:
+        if calib_corpus.prepend_bos or cal_scan.summary.get("first_layer") is not None:
+            raise
+        raise MiMassiveError(f"{err} (BOS was not prepended; massive activations often sit on it: "
+                             "try --prepend-bos / prepend_bos=True)") from err
     L = chosen[0][0]
     dims = sorted(d for _, ds in chosen for d in ds)
     lasts = {tl: max(tl, last_massive_layer(cal_scan, tdims)) for tl, tdims in chosen}
