@@ -199,3 +199,19 @@ def test_attention_record_round_trip_and_table(tmp_path):
     assert again.patterns[1].shape == res.patterns[1].shape and again.top_sink_heads() == res.top_sink_heads()
     df = res.to_dataframe()
     assert list(df.columns) == ["layer", "head", "sink_share"] and len(df) == 3 * 4
+
+
+def test_attention_records_whether_bos_was_chosen_automatically(tmp_path):
+    """The attention command passes on how BOS was chosen: auto by default, user with --prepend-bos."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mi_massive.cli import app
+
+    for extra, source in (([], "auto"), (["--prepend-bos"], "user")):
+        out = tmp_path / source
+        r = CliRunner().invoke(app, ["attention", "-m", "toy-llama", "--text", "The cat sat.", *extra, "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        corpus = json.loads((out / "attention.json").read_text())["provenance"]["corpus"]
+        assert corpus["prepend_bos_source"] == source and corpus["prepend_bos"] == bool(extra)

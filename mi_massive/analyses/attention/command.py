@@ -34,7 +34,7 @@ def attention_command(
         raise MiMassiveError(f"--out {out} is a file; give a directory")
     bridge = inputs.load()
     result = attention(bridge, text, layers=layer_list, heads=head_list, prepend_bos=inputs.prepend_bos,
-                       max_tokens=max_tokens)
+                       prepend_bos_source=inputs.prepend_bos_source, max_tokens=max_tokens)
     written = write_attention(result, out)  # the page holds the figures of figures(result) and the patterns
     typer.echo(result.describe())
     echo_table(["block", "head", "share of attention to sinks"],

@@ -42,8 +42,10 @@ def default_layers(n_layers: int, first_massive: int | None) -> list[int]:
     return sorted(set(picks))
 
 
-def _as_corpus(model, text: str | Corpus, prepend_bos: bool, max_tokens: int | None) -> Corpus:
-    corpus = text_corpus(model, text, prepend_bos=prepend_bos) if isinstance(text, str) else text.subset([0])
+def _as_corpus(model, text: str | Corpus, prepend_bos: bool | str | None, max_tokens: int | None,
+               prepend_bos_source: str | None = None) -> Corpus:
+    corpus = (text_corpus(model, text, prepend_bos=prepend_bos, prepend_bos_source=prepend_bos_source)
+              if isinstance(text, str) else text.subset([0]))
     if max_tokens is not None:
         if max_tokens < 2:
             raise MiMassiveError(f"max_tokens must be at least 2, got {max_tokens}")
@@ -72,10 +74,11 @@ def attention(
     *,
     layers: Sequence[int] | None = None,
     heads: Sequence[int] | None = None,
-    prepend_bos: bool = False,
+    prepend_bos: bool | str | None = "auto",
     max_tokens: int | None = None,
     abs_threshold: float | None = None,
     rel_threshold: float | None = None,
+    prepend_bos_source: str | None = None,
 ) -> AttentionResult:
     """Everything the attention page shows, for one text (or the first sequence of a corpus).
 
@@ -101,7 +104,7 @@ def attention(
     if layers is not None:
         layers = sorted(_check_indices("layer", layers, n_layers))
     heads = list(range(n_heads)) if heads is None else _check_indices("head", heads, n_heads)
-    corpus = _as_corpus(model, text, prepend_bos, max_tokens)
+    corpus = _as_corpus(model, text, prepend_bos, max_tokens, prepend_bos_source)
     thresholds = {k: v for k, v in (("abs_threshold", abs_threshold), ("rel_threshold", rel_threshold)) if v is not None}
     scanned = scan(model, corpus, top_k=1, progress=False, **thresholds)
     blocks = [e for e in scanned.massive if e.layer >= 0]

@@ -323,7 +323,7 @@ def tl_grid(model, clean_ids, corrupted_ids, component: str, metric: PatchMetric
         return fn(model, corrupted_ids, cache, metric.logit_fn).detach().float()
 
 
-def _ids(model, prompt: str | torch.Tensor, prepend_bos: bool) -> torch.Tensor:
+def _ids(model, prompt: str | torch.Tensor, prepend_bos: bool | str | None) -> torch.Tensor:
     if isinstance(prompt, str):
         from mi_massive.core.corpus import text_corpus
 
@@ -347,7 +347,7 @@ def check_options(components: Sequence[str], backend: str, method: str) -> None:
 
 def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, metric: str | MetricFn = "loss",
           components: Sequence[str] = ("resid_pre", "attn_out", "mlp_out", "head"), backend: str = "auto",
-          method: str = "fast", max_rows: int = 64, prepend_bos: bool = False,
+          method: str = "fast", max_rows: int = 64, prepend_bos: bool | str | None = "auto",
           metric_hooks: Sequence[str] | None = None, progress: bool = True,
           options: dict[str, Any] | None = None) -> PatchingResult:
     """Patch every single activation of ``components`` from the clean into the corrupted run.
