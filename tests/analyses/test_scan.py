@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from hf_reference import block_outputs
 from mi_massive.analyses.scan.detect import detect, sequence_stats, true_median
 from mi_massive.core.corpus import builtin_corpus, text_corpus
 from mi_massive.errors import MiMassiveError, NumericalOverflowError
@@ -17,16 +18,7 @@ from mi_massive.analyses.scan.record import ScanResult
 def hf_block_outputs(hf_model, ids: torch.Tensor) -> list[torch.Tensor]:
     """Block outputs from plain forward hooks on the HF decoder layers (independent of the bridge)."""
     blocks = hf_model.transformer.h if hasattr(hf_model, "transformer") else hf_model.model.layers
-    outs: list[torch.Tensor] = []
-    handles = [b.register_forward_hook(lambda _m, _i, o: outs.append((o[0] if isinstance(o, tuple) else o).detach()))
-               for b in blocks]
-    try:
-        with torch.no_grad():
-            hf_model(ids)
-    finally:
-        for h in handles:
-            h.remove()
-    return outs
+    return block_outputs(hf_model, blocks, ids)
 
 
 def test_true_median_matches_numpy():

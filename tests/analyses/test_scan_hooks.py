@@ -16,6 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 import mi_massive as mm
+from hf_reference import hooked_forward
 from mi_massive.analyses.scan.run import scan
 from mi_massive.core.loading.toy import build_toy_hf, plant_massive_activation
 from mi_massive.core.names import SCAN_KINDS, expand_hooks
@@ -85,12 +86,7 @@ def _hf_hooks(kind: str, ids: torch.Tensor, ref) -> dict[str, torch.Tensor]:
             pre(block.mlp.down_proj, f"mlp.hook_post.{L}")
         reg(block.mlp, f"mlp_out.{L}")
     handles.append((ref.transformer.ln_f if gpt2 else ref.model.norm).register_forward_hook(out_hook("ln_final")))
-    try:
-        with torch.no_grad():
-            ref(ids)
-    finally:
-        for h in handles:
-            h.remove()
+    hooked_forward(ref, ids, handles)
     return got
 
 

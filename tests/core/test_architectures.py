@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import mi_massive as mm
+from hf_reference import block_outputs
 from mi_massive.core.loading import build_toy_hf, load_toy
 from mi_massive.core.loading.toy import TOY_KINDS, plant_family
 from mi_massive.errors import MiMassiveError
@@ -49,19 +50,7 @@ def _hf_block_outputs(kind: str, seed: int, ids: torch.Tensor, plant=None) -> li
     blocks = {"gpt2": lambda: hf.transformer.h, "gptj": lambda: hf.transformer.h, "falcon": lambda: hf.transformer.h,
               "gpt_neox": lambda: hf.gpt_neox.layers, "opt": lambda: hf.model.decoder.layers}.get(
         family, lambda: hf.model.layers)()
-    outs: list[torch.Tensor] = []
-
-    def grab(_m, _i, out):
-        outs.append((out[0] if isinstance(out, tuple) else out).detach())
-
-    handles = [b.register_forward_hook(grab) for b in blocks]
-    try:
-        with torch.no_grad():
-            hf(ids)
-    finally:
-        for h in handles:
-            h.remove()
-    return outs
+    return block_outputs(hf, blocks, ids)
 
 
 def check_scan(kind: str, seed: int = 1) -> str:
