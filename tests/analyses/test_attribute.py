@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hf_reference import hooked_forward
 from mi_massive.analyses.attribute.decompose import AttributionMismatch, EntryTensors, decompose
 from mi_massive.core.corpus import text_corpus
 from mi_massive.core.loading import build_toy_hf, load_toy, model_info
@@ -55,10 +56,7 @@ def test_head_terms_match_plain_hf_hooks():
         lambda m, a, o, l=l: seen.__setitem__(("mlp", l), o[0, pos, dim])) for l in range(layer + 1)]
     hooks.append(hf.model.layers[layer].register_forward_hook(
         lambda m, a, o: seen.__setitem__("resid", (o[0] if isinstance(o, tuple) else o)[0, pos, dim])))
-    with torch.no_grad():
-        hf(torch.tensor(corpus.sequences))
-    for h in hooks:
-        h.remove()
+    hooked_forward(hf, torch.tensor(corpus.sequences), hooks)
     dh = model.cfg.d_head
     terms = {c.label: c.value for c in res.terms()}
     for l in range(layer + 1):
@@ -113,10 +111,7 @@ def test_post_norm_terms_match_plain_hf(kind):
             lambda m, a, o, l=l: seen.__setitem__(("attn_norm", l), (a[0][0, pos, dim], o[0, pos, dim]))))
         hooks.append(blk.post_feedforward_layernorm.register_forward_hook(
             lambda m, a, o, l=l: seen.__setitem__(("mlp", l), o[0, pos, dim])))
-    with torch.no_grad():
-        hf(torch.tensor(corpus.sequences))
-    for h in hooks:
-        h.remove()
+    hooked_forward(hf, torch.tensor(corpus.sequences), hooks)
     dh = model.cfg.d_head
     terms = {c.label: c.value for c in res.terms()}
     for l in range(layer + 1):
