@@ -101,6 +101,7 @@ from mi_massive.analyses.variants.record import VariantReport  # noqa: E402
 # ------------------------------------------------------------------ 5. view: figures and the report
 from mi_massive import figures  # noqa: E402  (mm.figures.layerwise_figure, ...)
 from mi_massive.report import build_report as report  # noqa: E402
+from mi_massive.study import StudyRecord, load_study, study  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -129,7 +130,7 @@ __all__ = [
     "HeadScores", "InterventionResult", "LayerRecord", "MassiveEntry", "MlpResult", "PatchingResult", "Record",
     "ScanResult", "SvdResult", "SweepResult", "TokensResult", "VariantComparison", "VariantReport",
     # view
-    "figures", "report",
+    "figures", "report", "study", "load_study", "StudyRecord",
 ]
 
 

@@ -23,6 +23,7 @@ from mi_massive.analyses.registry import ANALYSES  # noqa: E402
 from mi_massive.core.cli import EXIT_USER_ERROR, echo_table, user_errors  # noqa: E402
 from mi_massive.errors import MiMassiveError  # noqa: E402
 from mi_massive.report.command import report_command  # noqa: E402
+from mi_massive.study.command import study_command  # noqa: E402
 
 app = typer.Typer(
     name="mi-massive",
@@ -51,6 +52,7 @@ for _analysis in ANALYSES:
     for _name, _command in _analysis.commands.items():
         app.command(_name)(_command)
 app.command("report")(report_command)
+app.command("study")(study_command)
 app.command("models")(models_command)
 
 

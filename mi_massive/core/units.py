@@ -1,0 +1,345 @@
+"""Units of work run on Ray (or in this process), each result written atomically as it finishes; reruns resume.
+
+>>> import tempfile
+>>> from mi_massive.core.units import Unit, UnitStore, run_units
+>>> store = UnitStore(tempfile.mkdtemp())
+>>> units = [Unit("a", "mi_massive.core.units:echo", {"text": "1"}),
+...          Unit("b", "mi_massive.core.units:echo", {"text": "2"}, needs=("a",))]
+>>> report = run_units(units, store, engine="local", progress=False)
+>>> report.computed, store.text("b")
+(['a', 'b'], '2 (after a)')
+>>> run_units(units, store, engine="local", progress=False).reused   # a rerun recomputes nothing
+['a', 'b']
+
+A :class:`Unit` names a module-level function (``"package.module:function"``, imported by the worker, so
+nothing is pickled from a file), its keyword arguments (plain JSON data) and the units it ``needs``:
+their results (JSON text) reach the function as ``needs={id: text}``. The function returns its result as
+JSON text. ``engine``:
+
+- ``"ray"``: every unit is one Ray task with the unit's declared resources (``num_cpus``, ``num_gpus``);
+  Ray schedules them and passes results between dependent units (an embedded local Ray starts unless
+  ``ray_address`` names a cluster: ``auto`` or ``HOST:PORT``). Tasks are retried once after a worker
+  crash (``max_retries=1``); a cancelled task (``ray.cancel``) or an error is not retried.
+- ``"local"``: the same functions, one after another, in this process (when Ray is not installed).
+- ``"auto"``: Ray when it is installed, else local (and says so).
+
+Results are written by the driver (:class:`UnitStore`), so workers on other machines need no shared
+disk: ``<root>/<id>.json`` atomically, then ``<root>/<id>.unit.json`` with the unit's key (a hash of its
+function and arguments) and the result's sha256. A unit counts as done only when both agree; a failed
+unit writes ``<id>.error.json`` with its reason and the others go on. Rerunning the same units
+recomputes only those not done (a changed argument changes the key: that unit is recomputed).
+Each function runs with ``torch.set_num_threads(threads)`` (default: the unit's ``num_cpus``) in both
+engines, so Ray and local runs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from mi_massive.core.io import atomic_write_text, read_json, to_json, utc_now
+from mi_massive.errors import MiMassiveError
+
+ENGINES = ("auto", "ray", "local")
+
+
+class NotApplicable(MiMassiveError):
+    """Raised by a unit function when its analysis does not apply (e.g. nothing massive to attribute): the unit
+    is finished -- stored as ``{"not_applicable": reason}`` and not rerun -- rather than failed."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: ``id`` (a relative path such as ``smollm2-135m/scan``), ``fn`` (``module:function``),
+    ``kwargs`` (JSON data), ``needs`` (ids whose results it reads), resources ``num_cpus`` / ``num_gpus``."""
+
+    id: str
+    fn: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """Hash of the function and its arguments (what makes a stored result valid for this unit)."""
+        blob = json.dumps({"fn": self.fn, "kwargs": self.kwargs, "needs": list(self.needs)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _check_id(unit_id: str) -> None:
+    parts = unit_id.split("/")
+    if not unit_id or any(p in ("", ".", "..") or p.startswith(".") for p in parts) or "\\" in unit_id:
+        raise MiMassiveError(f"bad unit id '{unit_id}'")
+
+
+class UnitStore:
+    """Where unit results live: ``<root>/<id>.json`` (the result), ``<id>.unit.json`` (key + sha256),
+    ``<id>.error.json`` (the reason of the last failure)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, unit_id: str, suffix: str = ".json") -> Path:
+        _check_id(unit_id)
+        return self.root / f"{unit_id}{suffix}"
+
+    def done(self, unit: Unit) -> bool:
+        """True when a complete result of this very unit (same key, intact file) is stored."""
+        meta, result = self.path(unit.id, ".unit.json"), self.path(unit.id)
+        if not (meta.is_file() and result.is_file()):
+            return False
+        try:
+            info = read_json(meta)
+        except MiMassiveError:
+            return False
+        return (isinstance(info, dict) and info.get("key") == unit.key
+                and info.get("sha256") == hashlib.sha256(result.read_bytes()).hexdigest())
+
+    def text(self, unit_id: str) -> str:
+        return self.path(unit_id).read_text(encoding="utf-8")
+
+    def put(self, unit: Unit, text: str) -> None:
+        """Write the result, then the marker that makes it count (both atomic); clears an old error."""
+        atomic_write_text(self.path(unit.id), text)
+        atomic_write_text(self.path(unit.id, ".unit.json"), to_json(
+            {"id": unit.id, "key": unit.key, "fn": unit.fn, "sha256": hashlib.sha256(text.encode()).hexdigest()}))
+        self.path(unit.id, ".error.json").unlink(missing_ok=True)
+
+    def fail(self, unit: Unit, reason: str) -> None:
+        atomic_write_text(self.path(unit.id, ".error.json"),
+                          to_json({"id": unit.id, "key": unit.key, "reason": reason, "at": utc_now()}))
+
+    def error(self, unit_id: str) -> str | None:
+        p = self.path(unit_id, ".error.json")
+        try:
+            return read_json(p).get("reason") if p.is_file() else None
+        except (MiMassiveError, AttributeError):
+            return None
+
+
+@dataclass
+class UnitsReport:
+    """What one :func:`run_units` call did: ``computed`` / ``reused`` ids (in unit order), ``failed``
+    {id: one-line reason}, the ``engine`` that ran them, and ``seconds`` (wall time)."""
+
+    engine: str
+    computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def resolve_function(spec: str) -> Callable[..., str]:
+    """``"package.module:function"`` -> the function (only inside ``mi_massive`` or an importable module)."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise MiMassiveError(f"bad unit function '{spec}' (want module:function)")
+    return getattr(importlib.import_module(module), name)
+
+
+def execute(fn: str, kwargs: Mapping[str, Any], need_ids: Sequence[str], threads: int | None,
+            *need_texts: str) -> str:
+    """Run one unit's function (in a Ray worker or here) with ``threads`` torch threads; returns its JSON text."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return resolve_function(fn)(needs=dict(zip(need_ids, need_texts)), **kwargs)
+    finally:
+        torch.set_num_threads(before)
+
+
+def echo(text: str, needs: Mapping[str, str]) -> str:
+    """A trivial unit function (docs and tests): ``text``, noting the units it read."""
+    return text + (f" (after {', '.join(needs)})" if needs else "")
+
+
+def ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _reason(err: BaseException) -> str:
+    """One line saying why a unit failed (a Ray error unwrapped to its cause)."""
+    cause = getattr(err, "cause", None)
+    if cause is not None and cause is not err:
+        return _reason(cause)
+    kind = type(err).__name__
+    text = str(err).strip().splitlines()
+    if kind == "TaskCancelledError":
+        return "killed: the task was cancelled (ray.cancel)"
+    if kind in ("WorkerCrashedError", "NodeDiedError", "ActorDiedError"):
+        return f"killed: {kind} (the worker process died; retried once)"
+    if kind == "OutOfMemoryError":
+        return f"out of memory: {text[0] if text else kind}"
+    if kind == "MiMassiveError":
+        return text[0] if text else kind
+    return f"{kind}: {text[-1] if text else ''}".rstrip(": ")
+
+
+def _bar(total: int, progress: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="unit", disable=not progress, dynamic_ncols=True)
+
+
+def run_units(units: Sequence[Unit], store: UnitStore, *, engine: str = "auto", ray_address: str | None = None,
+              threads: int | None = None, progress: bool = True, desc: str = "units",
+              on_poll: Callable[[dict[str, Any]], None] | None = None, log: Callable[[str], None] | None = None
+              ) -> UnitsReport:
+    """Run every unit not already done in ``store`` (see the module doc); returns a :class:`UnitsReport`.
+
+    ``units`` must list a unit after the units it needs. ``threads``: torch threads per unit (default:
+    its ``num_cpus``). ``on_poll(running)`` is called while Ray runs, with {id: ObjectRef} of the units
+    submitted and not finished (for monitoring, or a test that kills one). ``log``: where one-line notes go.
+    """
+    if engine not in ENGINES:
+        raise MiMassiveError(f"unknown engine '{engine}'; use {', '.join(ENGINES)}")
+    ids = [u.id for u in units]
+    if len(set(ids)) != len(ids):
+        raise MiMassiveError("duplicate unit ids")
+    seen: set[str] = set()
+    for u in units:
+        _check_id(u.id)
+        if missing := [n for n in u.needs if n not in seen]:
+            raise MiMassiveError(f"unit {u.id} needs {missing[0]}, which is not listed before it")
+        seen.add(u.id)
+    if engine == "auto":
+        engine = "ray" if ray_available() else "local"
+        if engine == "local" and log:
+            log("note: Ray is not installed (pip install 'mi_massive[ray]'): running the units here, one after another")
+    elif engine == "ray" and not ray_available():
+        raise MiMassiveError("Ray is not installed: pip install 'mi_massive[ray]' (or use the local engine)")
+    report = UnitsReport(engine=engine)
+    start = time.perf_counter()
+    todo = []
+    for u in units:
+        if store.done(u):
+            report.reused.append(u.id)
+        else:
+            todo.append(u)
+    by_id = {u.id: u for u in units}
+    if todo:
+        runner = _run_ray if engine == "ray" else _run_local
+        runner(todo, by_id, store, report, threads=threads, progress=progress, desc=desc,
+               ray_address=ray_address, on_poll=on_poll)
+    order = {u.id: i for i, u in enumerate(units)}
+    report.computed.sort(key=order.__getitem__)
+    report.failed = dict(sorted(report.failed.items(), key=lambda kv: order[kv[0]]))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _not_applicable(err: BaseException) -> NotApplicable | None:
+    """The NotApplicable behind ``err`` (Ray wraps it: its ``cause`` holds the original), else None."""
+    cause = getattr(err, "cause", None)
+    if cause is not None and cause is not err:
+        return _not_applicable(cause)
+    return err if isinstance(err, NotApplicable) else None
+
+
+def _na_text(err: BaseException) -> str:
+    return to_json({"not_applicable": str(_not_applicable(err)).strip().splitlines()[0]})
+
+
+def not_applicable_reason(text: str) -> str | None:
+    """The reason stored by a unit that did not apply (None for a real result)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return data.get("not_applicable") if isinstance(data, dict) and len(data) == 1 else None
+
+
+def _blocked_by(unit: Unit, report: UnitsReport) -> str | None:
+    bad = [n for n in unit.needs if n in report.failed]
+    return f"not run: needs {bad[0]}, which failed" if bad else None
+
+
+def _run_local(todo, by_id, store, report, *, threads, progress, desc, **_):
+    bar = _bar(len(todo), progress, desc)
+    with bar:
+        for u in todo:
+            reason = _blocked_by(u, report)
+            if reason is None:
+                try:
+                    text = execute(u.fn, u.kwargs, list(u.needs), threads or int(u.num_cpus),
+                                   *[store.text(n) for n in u.needs])
+                except (MiMassiveError, RuntimeError, ValueError, OSError, MemoryError) as err:
+                    if _not_applicable(err) is None:
+                        reason = _reason(err)
+                    else:
+                        text = _na_text(err)
+                if reason is None:
+                    store.put(u, text)
+                    report.computed.append(u.id)
+            if reason is not None:
+                report.failed[u.id] = reason
+                store.fail(u, reason)
+            bar.set_postfix_str(_status(len(report.computed), 0, len(report.failed)))
+            bar.update(1)
+
+
+def _status(done: int, running: int, failed: int) -> str:
+    return f"done {done}, running/queued {running}, failed {failed}"
+
+
+def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address, on_poll):
+    import ray
+
+    started_here = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}}
+        if ray_address:
+            ray.init(address=ray_address, **kwargs)
+        else:
+            ray.init(num_cpus=os.cpu_count(), **kwargs)
+        started_here = True
+    try:
+        remote = ray.remote(execute)
+        refs: dict[str, Any] = {}
+        pending: dict[Any, Unit] = {}
+        for u in todo:
+            args = [refs[n] if n in refs else store.text(n) for n in u.needs]
+            ref = remote.options(num_cpus=u.num_cpus, num_gpus=u.num_gpus, max_retries=1, retry_exceptions=False,
+                                 name=u.id).remote(u.fn, dict(u.kwargs), list(u.needs), threads or int(u.num_cpus),
+                                                   *args)
+            refs[u.id] = ref
+            pending[ref] = u
+        bar = _bar(len(todo), progress, desc)
+        with bar:
+            while pending:
+                if on_poll is not None:
+                    on_poll({u.id: r for r, u in pending.items()})
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    u = pending.pop(ref)
+                    try:
+                        text = ray.get(ref)
+                    except Exception as err:  # any task failure is a result to report, never a crash of the study
+                        text = None if _not_applicable(err) is None else _na_text(err)
+                        if text is None:
+                            reason = _blocked_by(u, report) or _reason(err)
+                            report.failed[u.id] = reason
+                            store.fail(u, reason)
+                    if text is not None:
+                        store.put(u, text)
+                        report.computed.append(u.id)
+                    bar.update(1)
+                bar.set_postfix_str(_status(len(report.computed), len(pending), len(report.failed)))
+    finally:
+        if started_here:
+            ray.shutdown()

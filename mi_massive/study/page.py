@@ -1,0 +1,108 @@
+"""``study.html``: the cross-model table and the depth profiles of every model overlaid (offline, one file).
+
+>>> from mi_massive.study.record import ModelRow, StudyRecord
+>>> rec = StudyRecord(settings={"corpus": "builtin"}, models=[ModelRow(model="m", folder="m")], profiles=[], units=[])
+>>> "<table>" in study_page(rec), study_table(rec)[0][:3]
+(True, ['model', 'architecture', 'parameters'])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from mi_massive.core import safe_html as sh
+from mi_massive.core.html import figure_fragment, plotlyjs_script, table_html
+from mi_massive.study.record import ModelRow, StudyRecord
+
+
+def _sig(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "\u2014"
+    return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
+
+
+def _ratio(value: float | None, ci: list[float] | None) -> str:
+    if value is None:
+        return "\u2014"
+    return f"{_sig(value)} ({_sig(ci[0])}-{_sig(ci[1])})" if ci else _sig(value)
+
+
+def _params(n: int | None) -> str:
+    if n is None:
+        return "\u2014"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def _bos(row: ModelRow) -> str:
+    if row.prepend_bos is None:
+        return "\u2014"
+    return ("prepended" if row.prepend_bos else "none") + (f" ({row.bos_source})" if row.bos_source else "")
+
+
+def _row(row: ModelRow) -> list[Any]:
+    present = "\u2014" if row.has_massive is None else ("yes" if row.has_massive else "no")
+    first = "\u2014" if row.first_layer is None else (
+        f"{row.first_layer} of {row.n_layers}" if row.n_layers else str(row.first_layer))
+    heads = ", ".join(f"{h.label} {h.share:.2f}" for h in row.top_heads) or "\u2014"
+    writer = "\u2014" if row.writer is None else (
+        row.writer + (f" ({row.writer_share:.0%})" if row.writer_share is not None else ""))
+    return [row.model, row.architecture or "\u2014", _params(row.n_params), _bos(row), present, first,
+            ", ".join(map(str, row.dims[:4])) + (" ..." if len(row.dims) > 4 else "") or "\u2014",
+            _sig(row.largest), _sig(row.largest_ratio), ", ".join(map(str, row.positions)) or "\u2014",
+            " | ".join(sh.display_token(t) for t in row.tokens) or "\u2014",
+            _ratio(row.ppl_zero, row.ppl_zero_ci95), _ratio(row.ppl_mean, row.ppl_mean_ci95), heads, writer,
+            ", ".join(row.missing) or ""]
+
+
+HEADER = ["model", "architecture", "parameters", "BOS", "massive", "first block", "dims", "largest |h|",
+          "x median", "positions", "tokens", "PPL x orig., zero (95% CI)", "PPL x orig., mean (95% CI)",
+          "top sink heads (share to pos 0)", "main writer (share)", "missing"]
+
+
+def study_table(record: StudyRecord) -> list[list[Any]]:
+    """The table as rows of text (the header first)."""
+    return [HEADER] + [_row(r) for r in record.models]
+
+
+def profiles_figure(record: StudyRecord) -> go.Figure:
+    """Top-1 and median |h| of the block outputs against relative depth (0 = first block, 1 = last), all models."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("top-1 |h| (mean over sequences)", "median |h|"),
+                        horizontal_spacing=0.12)
+    for i, p in enumerate(record.profiles):
+        colour = f"hsl({(i * 137) % 360}, 65%, 45%)"
+        for col, ys in ((1, p.top1), (2, p.median)):
+            fig.add_trace(go.Scatter(x=p.relative_depth, y=ys, mode="lines+markers", name=p.model,
+                                     legendgroup=p.model, showlegend=col == 1, line={"color": colour}),
+                          row=1, col=col)
+    for col in (1, 2):
+        fig.update_xaxes(title_text="relative depth (block / (n_layers - 1))", range=[-0.02, 1.02], row=1, col=col)
+        fig.update_yaxes(title_text="|h| (residual units, log scale)", type="log", row=1, col=col)
+    fig.update_layout(title="Layer-wise profiles of all models", height=480, legend={"title": "model"},
+                      margin={"t": 90})
+    return fig
+
+
+def study_page(record: StudyRecord) -> str:
+    """The whole page: settings, the table, the profiles figure and the units that did not complete."""
+    s = record.settings
+    rows = study_table(record)
+    failed = [[u.id, u.status, u.reason or ""] for u in record.units if u.status != "done"]
+    corpus = (f"corpus {s.get('corpus')}, {s.get('n_samples')} sequences x {s.get('seq_len')} tokens, "
+              f"seed {s.get('seed')}, dtype {s.get('dtype')}")
+    body = [f"<h1>Massive activations across {len(record.models)} model(s)</h1>",
+            f'<p class="muted">{sh.text(corpus)}. PPL ratios: perplexity with the massive entries set to zero / to '
+            f"their mean at their first massive block, over the original; intervals are paired bootstrap 95% CIs "
+            f"over chunks. Each model's full results are in units/&lt;model&gt;/&lt;analysis&gt;.json.</p>",
+            table_html(rows[0], rows[1:], max_rows=1000)]
+    if record.profiles:
+        body.append(figure_fragment(profiles_figure(record)))
+    body.append("<h2>Units</h2>")
+    body.append(table_html(["unit", "status", "reason"], failed) if failed else
+                f'<p>All {len(record.units)} units complete.</p>')
+    return sh.html_page("mi_massive study", "\n".join(body), head_scripts=[plotlyjs_script()])
