@@ -90,6 +90,24 @@ MethodOpt = typer.Option("fast", "--method", help="fast (batched rows, cached re
 AblationModeOpt = typer.Option("zero", "--mode", help="ablation: zero, mean (reference mean per position class) or "
                                "resample (another sequence's activation; not in sweep)")
 
+# the distributed engine (mi_massive.core.units): `study` and the sharded `sweep`
+EngineOpt = typer.Option("auto", "--engine", help="auto (Ray when installed), ray, or local (in this process, "
+                         "one unit after another)")
+RayAddressOpt = typer.Option(None, "--ray-address", help="run on an existing Ray cluster: auto or HOST:PORT "
+                             "(default: start a local Ray on this machine)")
+CpusPerTaskOpt = typer.Option(1.0, "--cpus-per-task", help="CPUs (and torch threads) per unit of work")
+GpusPerTaskOpt = typer.Option(None, "--gpus-per-task", help="GPUs per unit of work (default: from the model's "
+                              "size at --dtype; 0 without CUDA)")
+
+
+def check_engine(engine: str, ray_address: Optional[str]) -> str:
+    """The engine to use (``--ray-address`` implies Ray); a one-line error for a bad combination."""
+    if engine not in ("auto", "ray", "local"):
+        raise MiMassiveError(f"--engine must be auto, ray or local, got '{engine}'")
+    if ray_address is not None and engine == "local":
+        raise MiMassiveError("--ray-address needs the Ray engine (not --engine local)")
+    return "ray" if ray_address is not None and engine == "auto" else engine
+
 
 def out_option(what: str = "", *, help: str | None = None):
     """The ``--out/-o`` option (required): an output directory holding ``what``."""
