@@ -1,22 +1,32 @@
 """What every command shares: the error policy, option declarations, input checks, output writing.
 
 Policy: a :class:`MiMassiveError` (bad input, missing package, overflow) prints ``error: <message>``
-on one line and exits with code 2; usage errors from typer/click also exit 2. Anything else is a bug
-and keeps its traceback. The typer app itself lives in :mod:`mi_massive.cli`, which registers every
-analysis' command from :data:`mi_massive.analyses.registry.ANALYSES`.
+on one line and exits with code 2; usage errors from typer/click also exit 2; so do errors of the
+environment (disk full, read-only or unwritable directory: :data:`mi_massive.core.io.ENVIRONMENT_ERRNOS`).
+Anything else is a bug and keeps its traceback. The typer app itself lives in :mod:`mi_massive.cli`,
+which registers every analysis' command from :data:`mi_massive.analyses.registry.ANALYSES`.
+
+Every command goes through :func:`user_errors`, which also, before the command body runs, rejects a
+non-finite number in any float option (``--abs-threshold nan``, ``--lr inf``) and an empty ``--out``, and
+holds ``--out`` for the whole run (:func:`mi_massive.core.io.out_dir_run`: a lock, stale temp files
+cleaned, ``mi_massive_manifest.json`` naming the run of every file; a failed run leaves no new empty
+directory).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
+import re
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
 
-from mi_massive.errors import MiMassiveError
+from mi_massive.errors import MiMassiveError, NumericalOverflowError
 
 EXIT_USER_ERROR = 2
 
@@ -27,18 +37,110 @@ def fail(message: str) -> None:
     raise typer.Exit(EXIT_USER_ERROR)
 
 
+def _flag(func: Callable[..., Any], name: str) -> str:
+    """The long flag of parameter ``name`` of a command (``--abs-threshold``)."""
+    try:
+        default = inspect.signature(func).parameters[name].default
+    except (KeyError, ValueError, TypeError):
+        default = None
+    for decl in getattr(default, "param_decls", None) or ():
+        for part in decl.split("/"):
+            if part.startswith("--"):
+                return part
+    return "--" + name.replace("_", "-")
+
+
+def check_option_values(func: Callable[..., Any], values: dict[str, Any]) -> None:
+    """Refuse non-finite numbers in float options and an empty ``--out``, naming the flag.
+
+    >>> def demo(lr: float = 1e-3, sizes: list = None, out=None): ...
+    >>> check_option_values(demo, {"lr": float("nan")})
+    Traceback (most recent call last):
+    ...
+    mi_massive.errors.MiMassiveError: --lr must be a finite number, got nan
+    >>> check_option_values(demo, {"lr": 0.5, "sizes": [1.0, 2.0], "out": Path("o")})  # fine: returns None
+    """
+    for name, value in values.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise MiMassiveError(f"{_flag(func, name)} must be a finite number, got {item}")
+    out = values.get("out")
+    if isinstance(out, str) and not out.strip():
+        raise MiMassiveError(f"{_flag(func, 'out')} is empty; give a directory ('.' for the current one)")
+
+
+def _out_run(func: Callable[..., Any], values: dict[str, Any]):
+    """Start holding ``--out`` (see :func:`mi_massive.core.io.out_dir_run`), or None when there is none to hold."""
+    import click
+
+    from mi_massive.core.io import OutRun
+
+    out = values.get("out")
+    if not isinstance(out, Path) or (out.exists() and not out.is_dir()):
+        return None  # no --out, or a file: the command says so
+    ctx = click.get_current_context(silent=True)
+    name = ctx.info_name if ctx is not None and ctx.info_name else func.__name__.removesuffix("_command")
+    run = OutRun(out, name, {k: v for k, v in values.items()}).start()
+    if run.removed_temp:
+        typer.echo(f"note: removed {len(run.removed_temp)} temp file(s) an interrupted run left in {out}", err=True)
+    prev = run.previous or {}
+    if prev.get("status") == "running":
+        typer.echo(f"note: the previous run in {out} ({prev.get('command')}, {prev.get('run')}) did not finish; "
+                   f"{_MANIFEST} names the run of every file", err=True)
+    return run
+
+
+_MANIFEST = "mi_massive_manifest.json"
+
+
+def _finish(run, status: str) -> None:
+    if run is None:
+        return
+    run.finish(status)
+    earlier = run.earlier_files() if status == "complete" else []
+    if earlier:
+        typer.echo(f"note: {run.out} also holds {len(earlier)} file(s) from earlier runs ({', '.join(earlier[:3])}"
+                   f"{', ...' if len(earlier) > 3 else ''}); {_MANIFEST} names the run of each", err=True)
+
+
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator for commands: turn :class:`MiMassiveError` into a one-line message and exit code 2."""
+    """Decorator for commands: turn :class:`MiMassiveError` (and errors of the environment: disk full,
+    read-only directory) into a one-line message and exit code 2; check option values first
+    (:func:`check_option_values`) and hold ``--out`` for the run (module docstring)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mi_massive.core.io import ENVIRONMENT_ERRNOS, os_error_text
+
+        run = None
         try:
-            return func(*args, **kwargs)
+            check_option_values(func, kwargs)
+            run = _out_run(func, kwargs)
+            result = func(*args, **kwargs)
         except MiMassiveError as err:
+            _finish(run, "failed")
             fail(str(err))
+        except OSError as err:
+            _finish(run, "failed")
+            if err.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            fail(os_error_text(err))
         except KeyboardInterrupt:
+            _finish(run, "interrupted")
             typer.echo("interrupted", err=True)
             raise typer.Exit(130)
+        except typer.Exit as stop:
+            _finish(run, "complete" if not stop.exit_code else "incomplete")
+            raise
+        except BaseException:
+            _finish(run, "failed")
+            raise
+        try:
+            _finish(run, "complete")
+        except MiMassiveError as err:
+            fail(str(err))
+        return result
 
     return wrapper
 
@@ -109,12 +211,42 @@ def check_engine(engine: str, ray_address: Optional[str]) -> str:
     return "ray" if ray_address is not None and engine == "auto" else engine
 
 
+def _out_path(value: str) -> Path | str:
+    """``--out`` as a Path; an empty value stays ``""`` so :func:`check_option_values` can refuse it (typer
+    would turn it into ``Path('.')``, the current directory)."""
+    return value if not str(value).strip() else Path(value)
+
+
 def out_option(what: str = "", *, help: str | None = None):
-    """The ``--out/-o`` option (required): an output directory holding ``what``."""
-    return typer.Option(..., "--out", "-o", help=help or f"output directory ({what})")
+    """The ``--out/-o`` option (required): an output directory holding ``what`` (never empty)."""
+    return typer.Option(..., "--out", "-o", help=help or f"output directory ({what})", parser=_out_path)
 
 
-from mi_massive.core.targets import parse_index_list  # noqa: E402,F401  (CLI layers/heads lists)
+MAX_INDEX = 100_000  # no model has this many layers or heads: a larger index is refused before any range is expanded
+
+
+def parse_index_list(value: str | None, option: str) -> list[int] | None:
+    """CLI lists of layers/heads (``"5"``, ``"5,11"``, ``"0-3,7"``) -> sorted unique ints; None stays None.
+
+    >>> parse_index_list("0-3,7", "--layers")
+    [0, 1, 2, 3, 7]
+    >>> parse_index_list("0-999999999", "--layers")
+    Traceback (most recent call last):
+    ...
+    mi_massive.errors.MiMassiveError: --layers '0-999999999': 999,999,999 is out of range (indices stop below 100,000; the model's own bound is checked after loading)
+
+    Every number is bounds-checked before a range is expanded (``0-999999999`` would build a billion-item
+    list); the exact bound (the model's layers or heads) is checked once the model is loaded.
+    """
+    from mi_massive.core.targets import parse_index_list as parse
+
+    if value is not None:
+        for part in re.split(r"[,\s]+", value):
+            for number in re.findall(r"\d+", part):
+                if int(number) >= MAX_INDEX:
+                    raise MiMassiveError(f"{option} '{part}': {int(number):,} is out of range (indices stop below "
+                                         f"{MAX_INDEX:,}; the model's own bound is checked after loading)")
+    return parse(value, option)
 
 
 def write_outputs(out, json_name: str, record, figures: dict | None = None) -> list:
@@ -259,6 +391,36 @@ class Inputs:
     _groups: tuple[str, ...] = ()
 
 
+def overflow_hint(message: str, dtype: str) -> str:
+    """An overflow message that blames the half-precision run, not the model, when ``--dtype`` is float16/bfloat16.
+
+    >>> overflow_hint("inf/NaN in blocks.2.ln2.hook_normalized at index [0, 0, 0]: the model itself produced "
+    ...               "non-finite values", "float16")  # doctest: +ELLIPSIS
+    'inf/NaN in blocks.2.ln2.hook_normalized at index [0, 0, 0]: the float16 run overflowed before this hook (float16 max is 65,504...'
+
+    The first non-finite value can surface at a hook the bridge computes in float32 (a norm's output) although
+    the overflow happened upstream, in float16; the engine then sees a float32 tensor and blames the model.
+    """
+    try:
+        from mi_massive.core.loading.specs import parse_dtype
+        import torch
+
+        dt = parse_dtype(dtype)
+    except Exception:  # an unknown dtype never got this far; keep the message
+        return message
+    if dt not in (torch.float16, torch.bfloat16):
+        return message
+    name = "float16" if dt == torch.float16 else "bfloat16"
+    limit = "float16 max is 65,504" if dt == torch.float16 else "bfloat16 keeps 8 significant bits"
+    model_blamed = "the model itself produced non-finite values"
+    if model_blamed in message:
+        return message.replace(model_blamed, f"the {name} run overflowed before this hook ({limit}; this hook is "
+                                             f"computed in float32): rerun with --dtype float32")
+    if dt == torch.bfloat16:
+        return message.replace("float16 max is 65,504", limit)
+    return message
+
+
 def _option(name: str, default: Any, annotation: Any) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
@@ -301,7 +463,13 @@ def command(*, corpus: bool = True, batch_size: int | None | bool = 8):
         def wrapper(**kwargs: Any) -> Any:
             inputs = Inputs(**{n: kwargs.pop(n) for n in names})
             inputs._groups = ("corpus",) if corpus else ()
-            return func(inputs, **kwargs)
+            try:
+                return func(inputs, **kwargs)
+            except NumericalOverflowError as err:
+                hint = overflow_hint(str(err), inputs.dtype)
+                if hint == str(err):
+                    raise
+                raise NumericalOverflowError(hint) from err
 
         wrapper.__signature__ = inspect.Signature(shared + own)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in shared + own}
