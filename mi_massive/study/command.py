@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import BosOpt, DtypeOpt, SeedOpt, echo_table, out_option, user_errors
+from mi_massive.core.cli import (BosOpt, CpusPerTaskOpt, DtypeOpt, EngineOpt, GpusPerTaskOpt, RayAddressOpt, SeedOpt,
+                                 check_engine, echo_table, out_option, user_errors)
 from mi_massive.errors import MiMassiveError
 
 
@@ -67,30 +68,24 @@ def study_command(
                                  help="comma-separated: scan, heads, intervene, attribute"),
     sets: list[str] = typer.Option([], "--set", help="pass an option to one analysis: ANALYSIS.KEY=VALUE "
                                    "(e.g. intervene.n_control=1); repeatable"),
-    engine: str = typer.Option("auto", "--engine", help="auto (Ray when installed), ray, or local (in this "
-                               "process, one unit after another)"),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="run on an existing Ray cluster: auto "
-                                              "or HOST:PORT (default: start a local Ray here)"),
-    cpus_per_task: float = typer.Option(1.0, "--cpus-per-task", help="CPUs (and torch threads) per unit"),
-    gpus_per_task: Optional[float] = typer.Option(None, "--gpus-per-task", help="GPUs per unit (default: from the "
-                                                  "model's size at --dtype; 0 without CUDA)"),
+    engine: str = EngineOpt,
+    ray_address: Optional[str] = RayAddressOpt,
+    cpus_per_task: float = CpusPerTaskOpt,
+    gpus_per_task: Optional[float] = GpusPerTaskOpt,
     out: Path = out_option("study.json, study.html, units/<model>/<analysis>.json"),
 ) -> None:
     """Scan, sink heads, zero/mean interventions and attribution for every model; one cross-model table."""
     from mi_massive.study.run import study
 
     specs = read_models(models, models_file)
-    if engine not in ("auto", "ray", "local"):
-        raise MiMassiveError(f"--engine must be auto, ray or local, got '{engine}'")
-    if ray_address is not None and engine == "local":
-        raise MiMassiveError("--ray-address needs the Ray engine (not --engine local)")
+    engine = check_engine(engine, ray_address)
     from mi_massive.core.loading import parse_dtype
 
     parse_dtype(dtype)
     record = study(specs, out, corpus=corpus, n_samples=n_samples, seq_len=seq_len, seed=seed,
                    prepend_bos=prepend_bos, dtype=dtype, device=device,
                    analyses=[a.strip() for a in analyses.split(",") if a.strip()], options=parse_sets(sets),
-                   engine="ray" if ray_address and engine == "auto" else engine, ray_address=ray_address,
+                   engine=engine, ray_address=ray_address,
                    cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
                    log=lambda line: typer.echo(line, err=True))
     from mi_massive.study.page import study_table

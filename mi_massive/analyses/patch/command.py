@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import Inputs, MethodOpt, command, echo_table, out_option, write_outputs
+from mi_massive.core.cli import (CpusPerTaskOpt, EngineOpt, GpusPerTaskOpt, Inputs, MethodOpt, RayAddressOpt,
+                                 check_engine, check_positive, command, echo_table, out_option, write_outputs)
 from mi_massive.analyses.patch.run import METRIC_HELP
+from mi_massive.errors import MiMassiveError
 
 DEFAULT_METRIC = "loss"
 
@@ -33,6 +36,12 @@ def patch_command(
     components: str = typer.Option("resid_pre,attn_out,mlp_out,head", "--components"),
     backend: str = typer.Option("auto", "--backend", help="auto (= native), native or transformer_lens"),
     method: str = MethodOpt,
+    shards: int = typer.Option(1, "--shards", help="split the layers into this many units of work (Ray tasks with "
+                               "--engine ray/auto; same numbers as one process); resumable per shard"),
+    engine: str = EngineOpt,
+    ray_address: Optional[str] = RayAddressOpt,
+    cpus_per_task: float = CpusPerTaskOpt,
+    gpus_per_task: Optional[float] = GpusPerTaskOpt,
     out: Path = out_option("patching.json and figures"),
 ) -> None:
     """Patch each activation of the clean run into the corrupted run and record the metric."""
@@ -42,10 +51,26 @@ def patch_command(
 
     comps = [c.strip() for c in components.split(",") if c.strip()]
     check_options(comps, backend, method)
+    check_positive(shards=shards)
+    engine = check_engine(engine, ray_address)
+    if shards > 1 and backend == "transformer_lens":
+        raise MiMassiveError("--shards needs the native backend")
     bridge = inputs.load()
     parse_metric(bridge, metric)
-    res = patch(bridge, clean, corrupted, metric=metric, components=comps, backend=backend, method=method,
-                prepend_bos=inputs.prepend_bos, options={"prepend_bos": inputs.prepend_bos, "dtype": inputs.dtype})
+    opts = {"prepend_bos": inputs.prepend_bos, "dtype": inputs.dtype}
     out = prepare_out_dir(out)
+    if shards > 1:
+        from mi_massive.analyses.patch.shard import sharded_patch
+        from mi_massive.core.units import UnitStore
+
+        patch(bridge, clean, corrupted, metric=metric, components=comps, layers=[0], progress=False)  # checks inputs
+        res = sharded_patch(UnitStore(out / "shards"), model=inputs.model, n_layers=bridge.cfg.n_layers,
+                            shards=shards, engine=engine, ray_address=ray_address, num_cpus=cpus_per_task,
+                            num_gpus=gpus_per_task or 0.0, dtype=inputs.dtype, device=inputs.device, clean=clean,
+                            corrupted=corrupted, metric=metric, components=comps, method=method,
+                            prepend_bos=inputs.prepend_bos, options=opts, log=lambda line: typer.echo(line, err=True))
+    else:
+        res = patch(bridge, clean, corrupted, metric=metric, components=comps, backend=backend, method=method,
+                    prepend_bos=inputs.prepend_bos, options=opts)
     print_patching(res, default_metric=metric == DEFAULT_METRIC)
     write_outputs(out, "patching.json", res, {stem: (lambda fig=fig: fig) for stem, fig in figures(res).items()})

@@ -179,19 +179,19 @@ def _run(model, ids, metric: PatchMetric, hooks=()) -> float:
     return metric.fn(logits, acts, ids)
 
 
-def _cells(model, component: str, n_pos: int) -> list[tuple[int, int]]:
+def _cells(model, component: str, n_pos: int, layers: Sequence[int] | None = None) -> list[tuple[int, int]]:
     width = model.cfg.n_heads if component == "head" else n_pos
-    return [(layer, i) for layer in range(model.cfg.n_layers) for i in range(width)]
+    return [(layer, i) for layer in (range(model.cfg.n_layers) if layers is None else layers) for i in range(width)]
 
 
 def native_grid(model, clean_ids, corrupted_ids, component: str, metric: PatchMetric,
-                clean_acts: dict[str, torch.Tensor], bar=None) -> torch.Tensor:
+                clean_acts: dict[str, torch.Tensor], bar=None, layers: Sequence[int] | None = None) -> torch.Tensor:
     """[layer, pos] (or [layer, head]) grid of the metric with one clean activation patched in: one
     full forward per cell (the naive method, kept as the reference)."""
     n_layers = model.cfg.n_layers
     width = model.cfg.n_heads if component == "head" else corrupted_ids.shape[1]
     grid = torch.zeros(n_layers, width)
-    for l, i in _cells(model, component, corrupted_ids.shape[1]):
+    for l, i in _cells(model, component, corrupted_ids.shape[1], layers):
         name = act_name(COMPONENTS[component], l)
         patch = Patch(name, components=(i,)) if component == "head" else Patch(name, positions=(i,))
         grid[l, i] = _run(model, corrupted_ids, metric, patch_hooks([patch], clean_acts))
@@ -209,8 +209,10 @@ def _block_layer(name: str) -> int | None:
 
 
 def fast_grids(model, clean_ids, corrupted_ids, components: Sequence[str], metric: PatchMetric,
-               corrupted_value: float, *, max_rows: int = 64, bar=None) -> dict[str, torch.Tensor]:
-    """Every component's grid by the fast method (module docstring); same numbers as :func:`native_grid`."""
+               corrupted_value: float, *, max_rows: int = 64, bar=None,
+               layers: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+    """Every component's grid by the fast method (module docstring); same numbers as :func:`native_grid`.
+    ``layers``: only these layers' cells (one layer's cells never depend on another's)."""
     n_layers, n_pos = model.cfg.n_layers, corrupted_ids.shape[1]
     last_layer = metric.entry[0] if metric.kind == "entry" else n_layers - 1
     if metric.kind == "entry":
@@ -238,7 +240,7 @@ def fast_grids(model, clean_ids, corrupted_ids, components: Sequence[str], metri
              for c in components}
     todo: dict[int, list[tuple[str, int, int]]] = {}  # layer -> [(component, index, first changed position)]
     for c in components:
-        for layer, i in _cells(model, c, n_pos):
+        for layer, i in _cells(model, c, n_pos, layers):
             if layer > last_layer or (c != "head" and i >= width):
                 continue  # causal: cannot reach what the metric reads
             name = act_name(COMPONENTS[c], layer)
@@ -248,7 +250,8 @@ def fast_grids(model, clean_ids, corrupted_ids, components: Sequence[str], metri
                 first = i if c != "head" else int(changed.nonzero()[0])
                 todo.setdefault(layer, []).append((c, i, first))
     if bar is not None:
-        bar.update(sum(len(g[0]) * g.shape[0] for g in grids.values()) - sum(map(len, todo.values())))
+        n_cells = sum(len(_cells(model, c, n_pos, layers)) for c in components)
+        bar.update(n_cells - sum(map(len, todo.values())))
     resid_last = act_name("resid_post", n_layers - 1)
     for layer, cells in todo.items():
         hidden0 = calls[layer][0][0]
@@ -348,7 +351,7 @@ def check_options(components: Sequence[str], backend: str, method: str) -> None:
 def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, metric: str | MetricFn = "loss",
           components: Sequence[str] = ("resid_pre", "attn_out", "mlp_out", "head"), backend: str = "auto",
           method: str = "fast", max_rows: int = 64, prepend_bos: bool | str | None = "auto",
-          metric_hooks: Sequence[str] | None = None, progress: bool = True,
+          metric_hooks: Sequence[str] | None = None, layers: Sequence[int] | None = None, progress: bool = True,
           options: dict[str, Any] | None = None) -> PatchingResult:
     """Patch every single activation of ``components`` from the clean into the corrupted run.
 
@@ -371,7 +374,9 @@ def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, me
     ``backend``: ``auto`` / ``native`` (the package's runner) or ``transformer_lens``
     (``transformer_lens.patching``; a callable then gets an empty cache). ``method`` (native):
     ``fast`` (batched, cached, causal shortcuts; module doc) or ``naive`` (one forward per cell);
-    ``max_rows``: patched cells per batched forward. ``progress``: one bar for the whole grid.
+    ``max_rows``: patched cells per batched forward. ``layers``: patch only these layers (the other rows
+    are NaN; used to shard a grid over processes, :mod:`mi_massive.analyses.patch.shard`).
+    ``progress``: one bar for the whole grid.
     """
     clean_ids, corrupted_ids = _ids(model, clean, prepend_bos), _ids(model, corrupted, prepend_bos)
     if clean_ids.shape != corrupted_ids.shape or clean_ids.ndim != 2 or clean_ids.shape[0] != 1:
@@ -380,6 +385,12 @@ def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, me
     check_options(components, backend, method)
     if max_rows < 1:
         raise MiMassiveError(f"max_rows must be a positive integer, got {max_rows}")
+    if layers is not None:
+        layers = sorted(set(int(layer) for layer in layers))
+        if not layers or layers[0] < 0 or layers[-1] >= model.cfg.n_layers:
+            raise MiMassiveError(f"layers must be within 0..{model.cfg.n_layers - 1}, got {layers}")
+        if backend == "transformer_lens":
+            raise MiMassiveError("layers (a sharded grid) needs the native backend")
     if corrupted_ids.shape[1] < 2 and not (isinstance(metric, str) and metric.startswith("entry")):
         raise MiMassiveError("the prompts need at least 2 tokens")
     m = parse_metric(model, metric, corrupted_ids, metric_hooks=metric_hooks)
@@ -388,7 +399,7 @@ def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, me
     use_tl = backend == "transformer_lens"
     clean_value, corrupted_value = _run(model, clean_ids, m), _run(model, corrupted_ids, m)
     n_pos = corrupted_ids.shape[1]
-    total = sum(len(_cells(model, c, n_pos)) for c in components)
+    total = sum(len(_cells(model, c, n_pos, layers)) for c in components)
     bar = tqdm(total=total, desc=f"patching {total} cells ({', '.join(components)})", unit="cell",
                disable=not progress or use_tl, leave=False)
     with bar:
@@ -396,11 +407,15 @@ def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, me
             grids = {c: tl_grid(model, clean_ids, corrupted_ids, c, m) for c in components}
         elif method == "fast":
             grids = fast_grids(model, clean_ids, corrupted_ids, components, m, corrupted_value, max_rows=max_rows,
-                               bar=bar)
+                               bar=bar, layers=layers)
         else:
             names = [act_name(COMPONENTS[c], l) for c in components for l in range(model.cfg.n_layers)]
             clean_acts = run_capture(model, clean_ids, names)[1]
-            grids = {c: native_grid(model, clean_ids, corrupted_ids, c, m, clean_acts, bar) for c in components}
+            grids = {c: native_grid(model, clean_ids, corrupted_ids, c, m, clean_acts, bar, layers) for c in components}
+    if layers is not None:
+        outside = [layer for layer in range(model.cfg.n_layers) if layer not in layers]
+        for grid in grids.values():
+            grid[outside] = float("nan")
     results, normalised = {}, {}
     denom = clean_value - corrupted_value
     for c in components:
@@ -410,7 +425,8 @@ def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, me
             torch.full_like(grid, float("nan")).tolist()
     tok = model.tokenizer
     opts = {"metric": m.label, "components": list(components), "backend": "transformer_lens" if use_tl else "native",
-            **({"method": method} if method != "fast" and not use_tl else {}), **(options or {})}
+            **({"method": method} if method != "fast" and not use_tl else {}),
+            **({"layers": layers} if layers is not None else {}), **(options or {})}
     return PatchingResult(provenance=provenance(model, options=opts), metric=m.label, clean=clean_value,
                           corrupted=corrupted_value, clean_tokens=[tok.decode([t]) for t in clean_ids[0].tolist()],
                           corrupted_tokens=[tok.decode([t]) for t in corrupted_ids[0].tolist()], results=results,

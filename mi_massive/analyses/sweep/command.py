@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import (AblationModeOpt, DimOpt, FiguresOpt, Inputs, LayerOpt, MethodOpt, command, echo_table,
-                                 out_option, write_outputs)
+from mi_massive.core.cli import (AblationModeOpt, CpusPerTaskOpt, DimOpt, EngineOpt, FiguresOpt, GpusPerTaskOpt, Inputs,
+                                 LayerOpt, MethodOpt, RayAddressOpt, check_engine, command, echo_table, out_option,
+                                 write_outputs)
 
 PARTIAL = "sweep.partial.json"
 
@@ -46,6 +47,12 @@ def sweep_command(
     method: str = MethodOpt,
     resume: bool = typer.Option(True, "--resume/--no-resume", help=f"keep partial results in OUT/{PARTIAL} and "
                                 "continue an interrupted run with the same options"),
+    shards: int = typer.Option(1, "--shards", help="split the layers into this many units of work (Ray tasks with "
+                               "--engine ray/auto; same numbers as one process); resumable per shard"),
+    engine: str = EngineOpt,
+    ray_address: Optional[str] = RayAddressOpt,
+    cpus_per_task: float = CpusPerTaskOpt,
+    gpus_per_task: Optional[float] = GpusPerTaskOpt,
     figures: bool = FiguresOpt,
     out: Path = out_option(f"sweep.json, sweep_heads/sweep_mlps figures; {PARTIAL} while running"),
 ) -> None:
@@ -59,7 +66,8 @@ def sweep_command(
     from mi_massive.core.names import act_name
     from mi_massive.errors import MiMassiveError
 
-    inputs.check()
+    inputs.check(shards=shards)
+    engine = check_engine(engine, ray_address)
     if mode not in ("zero", "mean"):
         raise MiMassiveError(f"the sweep supports --mode zero or mean, not '{mode}' (resample: use mi-massive ablate)")
     if method not in ("fast", "naive"):
@@ -74,6 +82,24 @@ def sweep_command(
         dim = int(run_capture(bridge, ids, [name], mask=mask)[1][name][:, 0].abs().amax(0).argmax())
     elif not 0 <= dim < bridge.cfg.d_model:
         raise MiMassiveError(f"--dim {dim} out of range: d_model is {bridge.cfg.d_model}")
+    if shards > 1:
+        from mi_massive.analyses.sweep.shard import sharded_sweep
+        from mi_massive.core.units import UnitStore
+
+        typer.echo(f"tracking h_{layer}[position 0, dim {dim}] ({name}); {mode} ablation, method {method}; "
+                   f"{shards} shards over layers")
+        corpus_args = {"text": inputs.text, "corpus": inputs.corpus, "n_samples": inputs.n_samples,
+                       "seq_len": inputs.seq_len, "seed": inputs.seed, "prepend_bos": inputs.prepend_bos,
+                       "prepend_bos_source": inputs.prepend_bos_source}
+        res = sharded_sweep(UnitStore(out / "shards"), model=inputs.model, n_layers=bridge.cfg.n_layers,
+                            shards=shards, engine=engine, ray_address=ray_address, num_cpus=cpus_per_task,
+                            num_gpus=gpus_per_task or 0.0, dtype=inputs.dtype, device=inputs.device,
+                            corpus=corpus_args, entries=[[layer, 0, dim]], loss=loss, mlps=mlps, mode=mode,
+                            method=method, batch_size=inputs.batch_size or 8,
+                            log=lambda line: typer.echo(line, err=True))
+        print_ranked(res)
+        write_outputs(out, "sweep.json", res, {k: (lambda f=f: f) for k, f in figs(res).items()} if figures else None)
+        return
     means = None
     if mode == "mean":
         from mi_massive.core.references import reference_means
