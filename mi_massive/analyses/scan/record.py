@@ -20,15 +20,20 @@ the final norm (``ln_final``) is layer ``n_layers``.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
+
+import numpy as np
 
 from mi_massive.core.names import EMBED_LAYER
 from mi_massive.core.records import Record
 
-__all__ = ["EMBED_LAYER", "DimSummary", "LayerPerSequence", "LayerRecord", "MassiveEntry", "PositionCount",
-           "ScanResult", "ScanSummary", "TokenCount", "summarize_entries"]
+__all__ = ["EMBED_LAYER", "MAX_MASSIVE_ENTRIES", "MAX_NEAR_ENTRIES", "DimSummary", "EntryTally", "LargestEntries",
+           "LayerPerSequence", "LayerRecord", "MassiveEntry", "PositionCount", "ScanResult", "ScanSummary",
+           "TokenCount", "summarize_entries"]
+
+MAX_MASSIVE_ENTRIES = 10_000  # massive entries kept in the JSON: the largest |h| (counts always cover all of them)
+MAX_NEAR_ENTRIES = 2_000  # near-massive entries kept in the JSON: the largest |h| (the total count is recorded)
 
 
 class ItemAccess:
@@ -171,8 +176,14 @@ class ScanSummary(ItemAccess):
 
 @dataclass(repr=False)
 class ScanResult(Record):
-    """A whole scan: the statistics of every hook (``layers``), the ``massive`` and (at most 2,000)
-    ``near_massive`` entries, the total near-massive count and the :class:`ScanSummary`.
+    """A whole scan: the statistics of every hook (``layers``), the ``massive`` and ``near_massive`` entries,
+    the total near-massive count and the :class:`ScanSummary`.
+
+    What is stored is capped, what is counted is not: ``massive`` keeps the :data:`MAX_MASSIVE_ENTRIES`
+    (10,000) and ``near_massive`` the :data:`MAX_NEAR_ENTRIES` (2,000) largest |h| (ties: earlier hook,
+    sequence, position, dim), each listed in scan order (hook, sequence, position, dim) -- the same whatever
+    ``batch_size``; ``summary.n_entries``, ``summary`` counts, ``layers[].n_massive`` / ``massive_dims`` and
+    ``near_massive_total`` count every entry (thresholds of 0/0 flag every coordinate).
 
     ``tokens`` / ``str_tokens``: the corpus ids and their strings, one row per sequence.
     ``to_dataframe()``: one row per hook (layer, top-1, median, ratio, ...).
@@ -244,25 +255,138 @@ class ScanResult(Record):
 
 def summarize_entries(massive: list[MassiveEntry], n_sequences: int) -> ScanSummary:
     """Which dims, positions and tokens carry massive entries, and where they first appear (see
-    :class:`ScanSummary`)."""
-    blocks = [e for e in massive if e.layer != EMBED_LAYER]
-    per_seq: dict[int, int] = {}
-    for e in blocks:
-        per_seq[e.sequence] = min(per_seq.get(e.sequence, e.layer), e.layer)
-    dims: dict[int, dict[str, Any]] = {}
-    for e in massive:
-        d = dims.setdefault(e.dim, {"dim": e.dim, "count": 0, "layers": set(), "max_abs": 0.0})
-        d["count"] += 1
-        d["layers"].add(e.layer)
-        d["max_abs"] = max(d["max_abs"], abs(e.value))
-    dim_rows = [DimSummary(dim=d["dim"], count=d["count"], layers=sorted(d["layers"]), max_abs=d["max_abs"])
-                for d in sorted(dims.values(), key=lambda r: -r["max_abs"])]
-    return ScanSummary(
-        has_massive=bool(massive),
-        first_layer=min(per_seq.values()) if per_seq else None,
-        first_layer_per_sequence=[per_seq.get(i) for i in range(n_sequences)],
-        dims=dim_rows,
-        positions=[PositionCount(p, c) for p, c in sorted(Counter(e.position for e in massive).items())],
-        tokens=[TokenCount(t, c) for t, c in Counter(e.token for e in massive).most_common()],
-        n_entries=len(massive),
-    )
+    :class:`ScanSummary`); ties are broken by first appearance in ``massive``."""
+    tally = EntryTally()
+    if massive:
+        tokens = {i: e.token for i, e in enumerate(massive)}
+        tally.add(layers=np.array([e.layer for e in massive]), sequences=np.array([e.sequence for e in massive]),
+                  positions=np.array([e.position for e in massive]), dims=np.array([e.dim for e in massive]),
+                  values=np.array([e.value for e in massive], dtype=np.float64),
+                  token_ids=np.arange(len(massive)), order=np.arange(len(massive))[:, None])
+        return tally.summary(n_sequences, tokens.__getitem__)
+    return tally.summary(n_sequences, str)
+
+
+def _lexsort(order: np.ndarray) -> np.ndarray:
+    """Row indices sorting the key columns of ``order`` [n, k] lexicographically (first column first)."""
+    return np.lexsort(tuple(order[:, j] for j in reversed(range(order.shape[1]))))
+
+
+def _first_by_group(groups: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Distinct ``groups`` and, for each, the smallest key row of ``order`` (as a tuple) among its entries."""
+    idx = _lexsort(order)
+    uniq, first = np.unique(groups[idx], return_index=True)
+    return uniq, [tuple(int(x) for x in order[idx[i]]) for i in first]
+
+
+class EntryTally:
+    """Exact counts of flagged entries, added batch by batch as arrays (no per-entry Python objects):
+    entries per dim (with their layers, largest |h| and first appearance), per position, per token, and the
+    first block layer per sequence -- everything :class:`ScanSummary` reports, independent of how the
+    corpus was batched. ``order`` gives each entry's sort key (columns compared left to right); ties in
+    the summary's orderings go to the smaller key.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.dims: dict[int, list] = {}  # dim -> [count, set(layers), max_abs, first key]
+        self.positions: dict[int, int] = {}
+        self.tokens: dict[int, list] = {}  # token id -> [count, first key]
+        self.first_layer: dict[int, int] = {}
+
+    def add(self, *, layers: np.ndarray, sequences: np.ndarray, positions: np.ndarray, dims: np.ndarray,
+            values: np.ndarray, token_ids: np.ndarray, order: np.ndarray) -> None:
+        n = len(values)
+        if n == 0:
+            return
+        self.n += n
+        absval = np.abs(values.astype(np.float64))
+        uniq, counts = np.unique(dims, return_counts=True)
+        inverse = np.searchsorted(uniq, dims)
+        max_abs = np.zeros(len(uniq))
+        np.maximum.at(max_abs, inverse, absval)
+        _, firsts = _first_by_group(dims, order)
+        for j, dim in enumerate(uniq.tolist()):
+            row = self.dims.setdefault(dim, [0, set(), 0.0, firsts[j]])
+            row[0] += int(counts[j])
+            row[2] = max(row[2], float(max_abs[j]))
+            row[3] = min(row[3], firsts[j])
+        for dim, layer in np.unique(np.stack([dims, layers], axis=1), axis=0).tolist():  # distinct (dim, layer)
+            self.dims[dim][1].add(layer)
+        for pos, count in zip(*np.unique(positions, return_counts=True)):
+            self.positions[int(pos)] = self.positions.get(int(pos), 0) + int(count)
+        tok_uniq, tok_counts = np.unique(token_ids, return_counts=True)
+        _, tok_firsts = _first_by_group(token_ids, order)
+        for tid, count, key in zip(tok_uniq.tolist(), tok_counts.tolist(), tok_firsts):
+            row = self.tokens.setdefault(tid, [0, key])
+            row[0] += count
+            row[1] = min(row[1], key)
+        blocks = layers != EMBED_LAYER
+        if blocks.any():
+            seqs, lays = sequences[blocks], layers[blocks]
+            for seq in np.unique(seqs).tolist():
+                low = int(lays[seqs == seq].min())
+                self.first_layer[seq] = min(self.first_layer.get(seq, low), low)
+
+    def summary(self, n_sequences: int, token_string: Callable[[int], str]) -> ScanSummary:
+        """The :class:`ScanSummary` of everything added (``token_string``: token id -> its string)."""
+        dim_rows = [DimSummary(dim=d, count=r[0], layers=sorted(r[1]), max_abs=r[2])
+                    for d, r in sorted(self.dims.items(), key=lambda kv: (-kv[1][2], kv[1][3]))]
+        by_string: dict[str, list] = {}
+        for tid, (count, key) in self.tokens.items():
+            row = by_string.setdefault(token_string(tid), [0, key])
+            row[0] += count
+            row[1] = min(row[1], key)
+        tokens = [TokenCount(t, r[0]) for t, r in sorted(by_string.items(), key=lambda kv: (-kv[1][0], kv[1][1]))]
+        return ScanSummary(
+            has_massive=self.n > 0,
+            first_layer=min(self.first_layer.values()) if self.first_layer else None,
+            first_layer_per_sequence=[self.first_layer.get(i) for i in range(n_sequences)],
+            dims=dim_rows,
+            positions=[PositionCount(p, c) for p, c in sorted(self.positions.items())],
+            tokens=tokens,
+            n_entries=self.n,
+        )
+
+
+class LargestEntries:
+    """The ``keep`` entries of largest |value| seen so far, added batch by batch as arrays.
+
+    Ties in |value| go to the smaller key (``hook``, ``sequence``, ``position``, ``dim``), so what is kept does
+    not depend on the batching; :meth:`rows` lists the kept entries in that key order.
+
+    >>> big = LargestEntries(2)
+    >>> big.add(hook=0, sequences=np.array([0, 0, 1]), positions=np.array([0, 3, 0]), dims=np.array([5, 5, 5]),
+    ...         values=np.array([-9.0, 2.0, 9.0], dtype=np.float32))
+    >>> big.add(hook=1, sequences=np.array([0]), positions=np.array([0]), dims=np.array([1]),
+    ...         values=np.array([4.0], dtype=np.float32))
+    >>> [(r[0], r[1], r[2], r[3], r[4]) for r in big.rows()]
+    [(0, 0, 0, 5, -9.0), (0, 1, 0, 5, 9.0)]
+    """
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.cols: list[np.ndarray] = [np.zeros(0, np.int64)] * 4 + [np.zeros(0, np.float32)]
+
+    def add(self, *, hook: int, sequences: np.ndarray, positions: np.ndarray, dims: np.ndarray,
+            values: np.ndarray) -> None:
+        if len(values) == 0 or self.keep <= 0:
+            return
+        new = [np.full(len(values), hook, np.int64), sequences.astype(np.int64), positions.astype(np.int64),
+               dims.astype(np.int64), values.astype(np.float32)]
+        cols = [np.concatenate([a, b]) for a, b in zip(self.cols, new)]
+        n = len(cols[4])
+        if n > self.keep:
+            absval = np.abs(cols[4])
+            cut = np.partition(absval, n - self.keep)[n - self.keep]  # the keep-th largest |value|
+            cand = np.flatnonzero(absval >= cut)  # every entry that can make the cut (ties included)
+            idx = np.lexsort((cols[3][cand], cols[2][cand], cols[1][cand], cols[0][cand], -absval[cand]))
+            chosen = cand[idx[: self.keep]]
+            cols = [c[chosen] for c in cols]
+        self.cols = cols
+
+    def rows(self) -> list[tuple[int, int, int, int, float]]:
+        """(hook, sequence, position, dim, value) of the kept entries, in key order."""
+        h, s, p, d, v = self.cols
+        idx = np.lexsort((d, p, s, h))
+        return list(zip(h[idx].tolist(), s[idx].tolist(), p[idx].tolist(), d[idx].tolist(), v[idx].tolist()))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect, sequence_stats
@@ -21,14 +22,14 @@ from mi_massive.core.stats import summarize
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.provenance import provenance
-from mi_massive.analyses.scan.record import LayerPerSequence, LayerRecord, MassiveEntry, ScanResult, summarize_entries
+from mi_massive.analyses.scan.record import (MAX_MASSIVE_ENTRIES, MAX_NEAR_ENTRIES, EntryTally, LargestEntries,
+                                             LayerPerSequence, LayerRecord, MassiveEntry, ScanResult)
 from mi_massive.core.engine import iter_corpus
 from mi_massive.core.fastpath import pick_route
 from mi_massive.core.names import act_name, expand_hooks, resid_names, scan_hook_layer
 
 DEFAULT_HOOKS_LABEL = "blocks.L.hook_resid_post (+ blocks.0.hook_resid_pre)"  # provenance of the default scan
 
-MAX_NEAR_ENTRIES = 2000  # near-massive entries kept in the JSON (the total count is always recorded)
 
 
 def token_strings(model, sequences: list[list[int]]) -> list[list[str]]:
@@ -46,13 +47,22 @@ def token_strings(model, sequences: list[list[int]]) -> list[list[str]]:
     return out
 
 
-def _entries(det, hook: str, layer: int, offset: range, sequences, str_tokens, median) -> list[MassiveEntry]:
+def _arrays(det, offset: range) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(sequence, position, dim, value) arrays of a detection (rows mapped to corpus sequence indices)."""
+    rows = det.rows.cpu().numpy()
+    return (np.asarray(offset, dtype=np.int64)[rows] if len(rows) else rows.astype(np.int64),
+            det.positions.cpu().numpy(), det.dims.cpu().numpy(), det.values.cpu().numpy())
+
+
+def _entries(kept: LargestEntries, names: list[str], n_layers: int, sequences, str_tokens,
+             medians: dict[str, list[float]]) -> list[MassiveEntry]:
+    """The kept entries as :class:`MassiveEntry` rows, in scan order (hook, sequence, position, dim)."""
     out = []
-    for row, pos, dim, val in zip(det.rows.tolist(), det.positions.tolist(), det.dims.tolist(), det.values.tolist()):
-        seq = offset[row]
-        out.append(MassiveEntry(layer=layer, hook=hook, sequence=seq, position=pos, dim=dim, value=val,
-                                token=str_tokens[seq][pos], token_id=sequences[seq][pos],
-                                ratio_to_median=abs(val) / max(float(median[row]), 1e-30)))
+    for hook, seq, pos, dim, val in kept.rows():
+        name = names[hook]
+        out.append(MassiveEntry(layer=scan_hook_layer(name, n_layers)[0], hook=name, sequence=seq, position=pos,
+                                dim=dim, value=val, token=str_tokens[seq][pos], token_id=sequences[seq][pos],
+                                ratio_to_median=abs(val) / max(medians[name][seq], 1e-30)))
     return out
 
 
@@ -98,6 +108,9 @@ def scan(
     top-1/median ratio and per-dim max; aggregated over sequences (mean, std, 95% CI). Entries with
     |h| > ``abs_threshold`` and > ``rel_threshold`` x the layer median are listed as massive, those
     above only the absolute threshold as near-massive. See :mod:`mi_massive.analyses.scan.detect`.
+    The lists keep the 10,000 massive and 2,000 near-massive entries of largest |h|, in scan order
+    (hook, sequence, position, dim), whatever ``batch_size``; every count (summary, per layer, near total)
+    covers all entries.
     ``batch_size`` None picks about 2,048 tokens per forward pass (:meth:`Corpus.auto_batch_size`).
     The forward pass is the plain ``transformers`` one (route ``"hf"``, :mod:`mi_massive.core.fastpath`)
     unless a hook is attached to the bridge or ``$MI_MASSIVE_ROUTE=bridge``; ``provenance.options.route`` says which ran.
@@ -131,12 +144,14 @@ def scan(
     per_hook: dict[str, dict[str, list]] = {n: {"top_values": [], "top_positions": [], "top_dims": [],
                                                 "median": [], "ratio": []} for n in names}
     dim_max: dict[str, torch.Tensor] = {}
-    massive: list[MassiveEntry] = []
-    near: list[MassiveEntry] = []
+    # stored entries are capped (the largest |h|), counts are exact: thresholds of 0/0 flag every coordinate
+    kept_massive, kept_near, tally = LargestEntries(MAX_MASSIVE_ENTRIES), LargestEntries(MAX_NEAR_ENTRIES), EntryTally()
+    n_massive = {n: 0 for n in names}
+    massive_dims: dict[str, set[int]] = {n: set() for n in names}
     near_total = 0
-    for indices, _ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size, route="auto",
-                                                           progress="scan" if progress else False):
-        for name in names:
+    for indices, ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size, route="auto",
+                                                          progress="scan" if progress else False):
+        for hook_index, name in enumerate(names):
             layer, _ = scan_hook_layer(name, n_layers)
             h = _features(name, acts[name], mask, top_k)
             stats = sequence_stats(h, mask, top_k)
@@ -149,11 +164,22 @@ def scan(
             batch_max = stats.dim_max.amax(0).cpu()  # one float per feature (d_model for the residual) to the CPU
             dim_max[name] = torch.maximum(dim_max[name], batch_max) if name in dim_max else batch_max
             mas, nea = detect(h, mask, stats.median, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
-            massive += _entries(mas, name, layer, indices, corpus.sequences, str_tokens, stats.median)
+            seqs, poss, dims, vals = _arrays(mas, indices)
+            if len(vals):
+                kept_massive.add(hook=hook_index, sequences=seqs, positions=poss, dims=dims, values=vals)
+                token_ids = ids.cpu().numpy()[mas.rows.cpu().numpy(), poss]
+                order = np.stack([np.full(len(vals), hook_index), seqs, poss, dims], axis=1)
+                tally.add(layers=np.full(len(vals), layer), sequences=seqs, positions=poss, dims=dims, values=vals,
+                          token_ids=token_ids, order=order)
+                n_massive[name] += len(vals)
+                massive_dims[name].update(np.unique(dims).tolist())
             near_total += len(nea.values)
-            if len(near) < MAX_NEAR_ENTRIES:
-                near += _entries(nea, name, layer, indices, corpus.sequences, str_tokens,
-                                 stats.median)[: MAX_NEAR_ENTRIES - len(near)]
+            seqs, poss, dims, vals = _arrays(nea, indices)
+            kept_near.add(hook=hook_index, sequences=seqs, positions=poss, dims=dims, values=vals)
+    medians = {name: per_hook[name]["median"] for name in names}
+    massive = _entries(kept_massive, names, n_layers, corpus.sequences, str_tokens, medians)
+    near = _entries(kept_near, names, n_layers, corpus.sequences, str_tokens, medians)
+    id_to_string = {t: s for seq, strs in zip(corpus.sequences, str_tokens) for t, s in zip(seq, strs)}
     layers = []
     for name in names:
         layer, label = scan_hook_layer(name, n_layers)
@@ -161,7 +187,6 @@ def scan(
         tops = list(zip(*rec["top_values"]))
         top_summ = [summarize(col) for col in tops]
         med, rat = summarize(rec["median"]), summarize(rec["ratio"])
-        mass_here = [e for e in massive if e.hook == name]
         layers.append(LayerRecord(
             layer=layer, hook=name, label=label,
             top_values=[s.mean for s in top_summ], top_values_std=[s.std for s in top_summ],
@@ -169,7 +194,7 @@ def scan(
             median=med.mean, median_std=med.std, median_ci95=[med.ci_low, med.ci_high],
             ratio=rat.mean, ratio_std=rat.std, ratio_ci95=[rat.ci_low, rat.ci_high],
             top1_max=max(tops[0]), dim_max=dim_max[name].tolist(), per_sequence=LayerPerSequence(**rec),
-            n_massive=len(mass_here), massive_dims=sorted({e.dim for e in mass_here}),
+            n_massive=n_massive[name], massive_dims=sorted(massive_dims[name]),
         ))
     opts = {"top_k": top_k, "abs_threshold": abs_threshold, "rel_threshold": rel_threshold,
             "include_embed": include_embed, "hooks": DEFAULT_HOOKS_LABEL if names == default_names else names,
@@ -177,7 +202,7 @@ def scan(
     return ScanResult(
         provenance=provenance(model, corpus, options=opts), tokens=corpus.sequences, str_tokens=str_tokens,
         layers=layers, massive=massive, near_massive=near, near_massive_total=near_total,
-        summary=summarize_entries(massive, len(corpus)),
+        summary=tally.summary(len(corpus), id_to_string.__getitem__),
     )
 
 
