@@ -5,6 +5,10 @@ warmup then cosine decay to ``min_lr``, gradient-norm clipping, a fixed seed, a 
 checkpoint (model + optimiser + log) written atomically every ``checkpoint_every`` steps. Callbacks run
 after every optimiser step (TVR is one). The model is the plain HF model; bridge it after training.
 
+Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain containers only, so a
+planted pickle cannot run code (it is refused with a one-line error). A checkpoint records the identity
+of its run (``train(identity=...)``: variant, base, data); resuming it for another run is refused.
+
 Loss: mean next-token cross entropy (nats/token) over the predictions made at positions 1..T-2 of each
 BOS-prefixed window. The prediction made at position 0 (from BOS, or from the register) is never scored,
 for every variant, so variants with a register token are compared on the same targets.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,8 +57,17 @@ class TrainConfig:
     checkpoint_every: int = 50
 
     def __post_init__(self) -> None:
+        floats = {"lr": self.lr, "min_lr": self.min_lr, "weight_decay": self.weight_decay,
+                  "grad_clip": self.grad_clip, "beta1": self.betas[0], "beta2": self.betas[1]}
+        for name, value in floats.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise MiMassiveError(f"{name} must be a finite number, got {value}")
         if self.steps < 1 or self.batch_size < 1 or self.warmup < 0:
             raise MiMassiveError("steps and batch_size must be positive, warmup non-negative")
+        if self.lr <= 0 or self.min_lr < 0 or self.weight_decay < 0 or not all(0 <= b < 1 for b in self.betas):
+            raise MiMassiveError("lr must be > 0, min_lr and weight_decay >= 0, betas in [0, 1)")
+        if self.seq_len < 3:
+            raise MiMassiveError(f"seq_len must be at least 3 (BOS + 2 tokens), got {self.seq_len}")
         if self.trainable not in ("all", "new"):
             raise MiMassiveError(f"trainable must be 'all' or 'new', got '{self.trainable}'")
 
@@ -151,16 +165,49 @@ class TrainLog:
         return len(self.losses)
 
 
-def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, log: TrainLog) -> None:
+def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, log: TrainLog,
+                     identity: dict[str, Any] | None = None) -> None:
     from mi_massive.core.io import atomic_write_bytes
 
     buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "log": asdict(log)}, buf)
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "log": asdict(log),
+                "identity": identity}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig) -> TrainLog | None:
-    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The contents of a training checkpoint (``model``, ``optimizer``, ``log``, ``identity``), read safely.
+
+    ``torch.load(weights_only=True)`` unpickles tensors and plain containers only; anything else (a planted
+    ``__reduce__`` payload) is refused before it can run, as is a damaged or truncated file -- each with a
+    one-line :class:`MiMassiveError` that names the file and says to delete it to start over.
+    """
+    path = Path(path)
+    fix = "delete it to start over"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
+    except pickle.UnpicklingError as err:
+        raise MiMassiveError(f"checkpoint {path} holds objects other than tensors and plain containers; refusing "
+                             f"to load it (it could run code); {fix}") from err
+    except (RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise MiMassiveError(f"checkpoint {path} is damaged or truncated ({first}); {fix}") from err
+    ok = (isinstance(state, dict) and {"model", "optimizer", "log"} <= set(state) and isinstance(state["log"], dict)
+          and isinstance(state["log"].get("config"), dict))
+    if not ok:
+        raise MiMassiveError(f"checkpoint {path} is not a mi_massive training checkpoint; {fix}")
+    return state
+
+
+def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig,
+                     identity: dict[str, Any] | None = None) -> TrainLog | None:
+    state = read_checkpoint(path)
+    if identity is not None and state.get("identity") != identity:
+        theirs = (state.get("identity") or {}).get("variant", {}) if isinstance(state.get("identity"), dict) else {}
+        what = f"variant '{theirs.get('name')}'" if isinstance(theirs, dict) and theirs.get("name") else "another run"
+        raise MiMassiveError(f"checkpoint {path} belongs to {what}, not to this run "
+                             f"('{(identity.get('variant') or {}).get('name', '?')}' with these settings); "
+                             "use another directory")
     saved = dict(state["log"]["config"])
     saved.pop("eval_every", None), saved.pop("checkpoint_every", None)
     now = cfg.to_dict()
@@ -168,9 +215,13 @@ def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, c
     if {k: (list(v) if isinstance(v, tuple) else v) for k, v in saved.items()} != \
        {k: (list(v) if isinstance(v, tuple) else v) for k, v in now.items()}:
         raise MiMassiveError(f"checkpoint {path} was made with a different training config; use another directory")
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    log = TrainLog(**state["log"])
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        log = TrainLog(**state["log"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise MiMassiveError(f"checkpoint {path} does not fit this model ({first}); use another directory") from err
     log.resumed_from = log.step
     return log
 
@@ -184,12 +235,15 @@ def train(
     callbacks: Iterable[Callback] = (),
     checkpoint_dir: str | Path | None = None,
     progress: bool | str = True,
+    identity: dict[str, Any] | None = None,
 ) -> TrainLog:
     """Train ``model`` (an HF causal LM, in place) for ``cfg.steps`` optimiser steps; returns the log.
 
     With ``checkpoint_dir`` an existing ``checkpoint.pt`` made with the same config is resumed, and a new
-    one is written every ``cfg.checkpoint_every`` steps and at the end. Runs are deterministic for a given
-    seed and thread count (dropout is switched off: every ``nn.Dropout`` gets p = 0).
+    one is written every ``cfg.checkpoint_every`` steps and at the end. ``identity`` (plain JSON data: the
+    variant, base model, data) is stored in the checkpoint; a checkpoint of another identity is refused
+    instead of resumed. Runs are deterministic for a given seed and thread count (dropout is switched off:
+    every ``nn.Dropout`` gets p = 0).
     """
     torch.manual_seed(cfg.seed)
     for m in model.modules():
@@ -206,7 +260,7 @@ def train(
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     log = None
     if ckpt is not None and ckpt.is_file():
-        log = _load_checkpoint(ckpt, model, opt, cfg)
+        log = _load_checkpoint(ckpt, model, opt, cfg, identity)
     if log is None:
         log = TrainLog(config=cfg.to_dict())
     log.n_trainable = sum(p.numel() for _, p in chosen)
@@ -241,7 +295,7 @@ def train(
             if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                 log.seconds += time.perf_counter() - start
                 start = time.perf_counter()
-                _save_checkpoint(ckpt, model, opt, log)
+                _save_checkpoint(ckpt, model, opt, log, identity)
     finally:
         bar.close()
         log.seconds += time.perf_counter() - start
@@ -249,7 +303,7 @@ def train(
     if eval_windows is not None and (not log.evals or log.evals[-1]["step"] != cfg.steps):
         log.evals.append({"step": cfg.steps, "loss": evaluate(model, eval_windows)})
     if ckpt is not None:
-        _save_checkpoint(ckpt, model, opt, log)
+        _save_checkpoint(ckpt, model, opt, log, identity)
     for p in model.parameters():
         p.requires_grad_(True)
     return log

@@ -82,14 +82,23 @@ class TrainOptions:
         from mi_massive.core.variants import TVRConfig
         from mi_massive.training import TrainConfig
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
         for name, value in (("steps", self.steps), ("batch-size", self.batch_size), ("n-layers", self.n_layers),
-                            ("d-model", self.d_model), ("n-heads", self.n_heads), ("n-kv-heads", self.n_kv_heads)):
-            if value < 1:
+                            ("d-model", self.d_model), ("n-heads", self.n_heads), ("n-kv-heads", self.n_kv_heads),
+                            ("tvr-interval", self.tvr_interval), ("max-chars", self.max_chars)):
+            if value is not None and value < 1:
                 raise MiMassiveError(f"--{name} must be a positive integer, got {value}")
+        if self.seq_len < 3:
+            raise MiMassiveError(f"--seq-len must be at least 3 (BOS + 2 tokens), got {self.seq_len}")
+        if self.warmup < 0 or self.threads < 0:
+            raise MiMassiveError("--warmup and --threads must be >= 0")
         if self.lr <= 0:
             raise MiMassiveError("--lr must be positive")
+        if self.min_lr is not None and self.min_lr < 0:
+            raise MiMassiveError("--min-lr must be >= 0")
+        if self.tvr_target <= 0 or self.tvr_ratio <= 0:
+            raise MiMassiveError("--tvr-target and --tvr-ratio must be positive")
+        if self.threads:
+            torch.set_num_threads(self.threads)
         if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
             raise MiMassiveError("--d-model must be divisible by --n-heads, and --n-heads by --n-kv-heads")
         cfg = TrainConfig(steps=self.steps, batch_size=self.batch_size, seq_len=self.seq_len, lr=self.lr,
@@ -162,6 +171,8 @@ def train_variant_command(
 
     cfg, toy, tvr = opts.configs()
     spec = opts.spec(variant, tvr)
+    if n_eval < 1:
+        raise MiMassiveError(f"--n-eval must be a positive integer, got {n_eval}")
     if out.exists() and not out.is_dir():
         raise MiMassiveError(f"--out {out} is a file; give a directory")
     tok = base_tokenizer(opts.base)
@@ -171,7 +182,7 @@ def train_variant_command(
                             toy_config=toy, tvr_at_start=opts.tvr_at_start)
     log = trained.log
     final = log["evals"][-1]["loss"] if log.get("evals") else float("nan")
-    status = "reused" if trained.reused else f"{log.get('steps', 0)} steps in {log.get('seconds', 0.0):.0f} s"
+    status = "reused" if trained.reused else f"{log.get('steps', 0)} steps in {trained.seconds:.0f} s"
     typer.echo(f"{spec.name}: eval loss {final:.4f} nats/token ({status}); saved to {out}")
 
 
@@ -192,6 +203,8 @@ def compare_variants_command(
     if not names:
         raise MiMassiveError("--variants is empty")
     specs = [opts.spec(n, tvr) for n in names]
+    if n_eval < 1 or scan_windows < 1:
+        raise MiMassiveError(f"--n-eval and --scan-windows must be positive integers, got {n_eval} and {scan_windows}")
     if scan_windows > n_eval:
         raise MiMassiveError("--scan-windows cannot exceed --n-eval")
     record = compare_variants(opts.base, specs, data=opts.data, cfg=cfg, out_dir=out, toy_config=toy, n_eval=n_eval,

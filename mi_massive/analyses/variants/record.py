@@ -2,15 +2,16 @@
 
 >>> v = VariantReport(name="baseline", spec={}, path=None, eval_loss=5.0, eval_ppl=148.4, train={"steps": 3},
 ...     top1_per_layer=[3.0, 2.0], median_per_layer=[0.5, 0.4], n_massive=0, massive_dims=[],
-...     massive_positions={}, max_top1=3.0, attn_first_token=[0.2, 0.3], attn_bias_slot=[], seconds_eval=0.1)
->>> c = VariantComparison(provenance={"base": "toy-llama"}, reports=[v], figure=[])
+...     massive_positions={}, max_top1=3.0, attn_first_token=[0.2, 0.3], attn_bias_slot=[])
+>>> c = VariantComparison(provenance={"base": "toy-llama"}, reports=[v], figure=[], seconds={"total": 1.5})
 >>> VariantComparison.from_dict(c.to_dict()) == c
 True
 >>> c.to_dataframe()[["name", "eval_loss", "n_massive"]].values.tolist()
 [['baseline', 5.0, 0]]
 
 Losses are in nats/token, perplexity = exp(loss); activations |h| in residual units; attention mass
-is a fraction of each query's attention (0..1).
+is a fraction of each query's attention (0..1). Wall times live in one block, ``seconds``, so two runs
+with the same seed write the same JSON apart from it and ``provenance.created_utc``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mi_massive.core.records import Record, by_name
+from mi_massive.core.records import Record, by_name, json_field
 
 
 @dataclass
@@ -48,7 +49,7 @@ class VariantReport(Record):
     max_top1: float
     attn_first_token: list[float]
     attn_bias_slot: list[float]
-    seconds_eval: float
+    seconds_eval: float | None = json_field(omit_none=True, default=None)  # files before the seconds block
     bridge_vs_hf_max_abs_diff: float = 0.0
     scan_summary: dict[str, Any] = field(default_factory=dict)
 
@@ -59,12 +60,14 @@ class VariantComparison(Record):
 
     ``provenance``: base, data, streams, training config, toy config, versions, time; ``reports``: one
     :class:`VariantReport` per variant (``to_dataframe()``: one row per variant); ``figure``: the paths of
-    the comparison figure (HTML, PNG).
+    the comparison figure (HTML, PNG); ``seconds``: every wall time of the run (``total``; per variant
+    ``train``, ``eval`` and whether it was ``reused``), the only part that differs between same-seed runs.
     """
 
     provenance: dict[str, Any]
     reports: list[VariantReport]
     figure: list[str] = field(default_factory=list)
+    seconds: dict[str, Any] = field(default_factory=dict)
 
     _table = "reports"
 

@@ -25,6 +25,7 @@ from mi_massive.core.loading import ToyConfig, TOY_KINDS
 from mi_massive.training import TrainConfig, TVRCallback, evaluate, load_streams, train
 from mi_massive.training.data import TokenStream
 from mi_massive.core.variants import VariantSpec, apply_variant, bridge_variant, has_kv_bias
+from mi_massive.core.loading.specs import VARIANT_CONFIG
 from mi_massive.core.variants.io import load_variant_hf, read_variant_meta, save_variant
 from mi_massive.core.variants.tvr import tvr_rescale
 from mi_massive.analyses.variants.record import VariantComparison, VariantReport
@@ -83,6 +84,7 @@ class TrainedVariant:
     path: Path | None
     log: dict[str, Any]
     reused: bool = False
+    seconds: float = 0.0  # wall time of this call's training (0 when reused); kept out of ``log``
 
 
 def train_variant(
@@ -117,15 +119,28 @@ def train_variant(
 
     ``tvr_at_start`` applies TVR once before training (the one-off transform). With ``cfg.trainable ==
     'new'`` a spec without new parameters (baseline, TVR only) is not trained (0 steps). A finished
-    variant already in ``out_dir`` with the same spec and config is loaded instead (``reuse``).
+    variant already in ``out_dir`` with the same spec and config is loaded instead (``reuse``); a
+    directory holding another variant, or the same variant trained with other settings (finished or as a
+    checkpoint), is refused with a one-line error rather than resumed or overwritten.
+    The training time is kept apart from the log (``extra.seconds`` of the saved variant), so the same seed
+    gives the same log.
     """
     out = Path(out_dir) if out_dir is not None else None
     record = {"base": base, "train": cfg.to_dict(), "toy_config": asdict(toy_config) if toy_config else None,
               "tvr_at_start": tvr_at_start, "data": train_stream.source}
-    if reuse and out is not None and (out / "mi_massive_variant.json").is_file():
+    identity = _jsonable({"variant": spec.to_dict(), **record, "train": {k: v for k, v in cfg.to_dict().items()
+                                                                          if k not in ("eval_every", "checkpoint_every")}})
+    if out is not None and (out / VARIANT_CONFIG).is_file():
         meta = read_variant_meta(out)
-        same = meta["extra"].get("record") == _jsonable(record) and meta["variant"] == spec.to_dict()
-        if same:
+        if meta["variant"] != spec.to_dict():
+            raise MiMassiveError(f"{out} holds the variant '{meta['variant'].get('name')}', not '{spec.name}'; "
+                                 "use another output directory (or delete that one)")
+        if meta.get("extra", {}).get("record") != _jsonable(record):
+            saved = (meta.get("extra") or {}).get("record") or {}
+            differ = sorted(k for k in set(saved) | set(record) if saved.get(k) != _jsonable(record).get(k))
+            raise MiMassiveError(f"{out} holds '{spec.name}' trained with other settings ({', '.join(differ) or '?'}); "
+                                 "use another output directory (or delete that one)")
+        if reuse:
             hf, tok, meta = load_variant_hf(out)
             return TrainedVariant(spec.name, spec, hf, tok, out, meta["extra"]["log"], reused=True)
     hf, tok = base_hf(base, seed=cfg.seed, toy_config=toy_config)
@@ -136,17 +151,20 @@ def train_variant(
         callbacks = [TVRCallback(spec.tvr)] if spec.tvr else []
         log = train(hf, train_stream, cfg, eval_windows=eval_windows, callbacks=callbacks,
                     checkpoint_dir=(out / "checkpoint") if out is not None else None,
-                    progress=f"train {spec.name}" if progress else False)
+                    progress=f"train {spec.name}" if progress else False, identity=identity)
         log_d = {"steps": log.step, "final_train_loss": _mean_tail(log.losses), "losses": log.losses,
-                 "evals": log.evals, "tvr_events": log.tvr_events, "seconds": log.seconds,
+                 "evals": log.evals, "tvr_events": log.tvr_events,
                  "n_trainable": log.n_trainable, "resumed_from": log.resumed_from}
+        seconds = log.seconds
     else:
         log_d = {"steps": 0, "note": "no new parameters to train (trainable='new'): evaluated as built",
                  "evals": [{"step": 0, "loss": evaluate(hf, eval_windows)}]}
+        seconds = 0.0
     log_d["tvr_at_start"] = sum(r.rescaled for r in tvr_records)
     if out is not None:
-        save_variant(hf, out, spec=spec, tokenizer=tok, base=base, extra={"record": _jsonable(record), "log": log_d})
-    return TrainedVariant(spec.name, spec, hf, tok, out, log_d)
+        save_variant(hf, out, spec=spec, tokenizer=tok, base=base,
+                     extra={"record": _jsonable(record), "log": log_d, "seconds": {"train": seconds}})
+    return TrainedVariant(spec.name, spec, hf, tok, out, log_d, seconds=seconds)
 
 
 def _mean_tail(values: Sequence[float], n: int = 20) -> float | None:
@@ -190,12 +208,15 @@ def attention_mass(bridge, ids: torch.Tensor, *, skip_queries: int = 1) -> dict[
 
 def evaluate_variant(trained: TrainedVariant, eval_windows: torch.Tensor, *, scan_windows: int = 8,
                      abs_threshold: float = 100.0, rel_threshold: float = 1000.0) -> tuple[VariantReport, Any]:
-    """Bridge the variant and measure it; returns (report, ScanResult)."""
+    """Bridge the variant and measure it; returns (report, ScanResult). Timing is not part of the report
+    (:func:`compare_variants` keeps it in the comparison's separate ``seconds`` block)."""
     from mi_massive.core.corpus import Corpus
     from mi_massive.core.loading.bridge import attach_info, describe
     from mi_massive.analyses.scan.run import scan
 
-    t0 = time.perf_counter()
+    if scan_windows < 1 or len(eval_windows) < 1:
+        raise MiMassiveError(f"scan_windows must be positive and there must be evaluation windows, got "
+                             f"{scan_windows} of {len(eval_windows)}")
     bridge = bridge_variant(trained.model, trained.tokenizer, name=trained.name)
     attach_info(bridge, describe(bridge, spec=str(trained.path or trained.name), source="variant",
                                  name=trained.name, fingerprint=f"variant:{trained.name}",
@@ -213,17 +234,15 @@ def evaluate_variant(trained: TrainedVariant, eval_windows: torch.Tensor, *, sca
     result = scan(bridge, corpus, abs_threshold=abs_threshold, rel_threshold=rel_threshold, progress=False)
     attn = attention_mass(bridge, windows[: min(4, len(windows))])
     blocks = [r for r in result.layers if r.layer >= 0]
-    positions: dict[str, int] = {}
-    for e in result.massive:
-        positions[str(e.position)] = positions.get(str(e.position), 0) + 1
     report = VariantReport(
         name=trained.name, spec=trained.spec.to_dict(), path=str(trained.path) if trained.path else None,
         eval_loss=loss, eval_ppl=math.exp(loss), train={k: v for k, v in trained.log.items() if k != "losses"},
         top1_per_layer=[r.top_values[0] for r in blocks], median_per_layer=[r.median for r in blocks],
-        n_massive=len(result.massive), massive_dims=sorted({e.dim for e in result.massive}),
-        massive_positions=positions, max_top1=max(r.top1_max for r in blocks),
+        n_massive=result.summary.n_entries, massive_dims=sorted(d.dim for d in result.summary.dims),
+        massive_positions={str(p.position): p.count for p in result.summary.positions},
+        max_top1=max(r.top1_max for r in blocks),
         attn_first_token=attn["first_token"], attn_bias_slot=attn["bias_slot"],
-        seconds_eval=time.perf_counter() - t0, bridge_vs_hf_max_abs_diff=bridge_diff, scan_summary=result.summary,
+        bridge_vs_hf_max_abs_diff=bridge_diff, scan_summary=result.summary,
     )
     return report, result
 
@@ -260,36 +279,47 @@ def compare_variants(
     'VariantComparison'
 
     Returns a :class:`~mi_massive.analyses.variants.record.VariantComparison`: ``provenance``, ``reports``
-    (one :class:`VariantReport` per variant: eval loss in nats/token, scan, attention mass) and ``figure``
-    paths. Each variant is saved under ``out_dir/<name>`` (loadable with ``load_model``).
+    (one :class:`VariantReport` per variant: eval loss in nats/token, scan, attention mass), ``figure``
+    paths and ``seconds`` (every wall time, in one block: the rest of ``compare.json`` is the same bytes for
+    the same seed and thread count, apart from ``provenance.created_utc``). Each variant is saved under
+    ``out_dir/<name>`` (loadable with ``load_model``).
     """
     from mi_massive.core.io import package_versions, prepare_out_dir, utc_now
     from mi_massive.analyses.variants.figures import comparison_figure
     from mi_massive.core.html import save_figure
 
-    out = prepare_out_dir(out_dir)
+    if n_eval < 1 or scan_windows < 1:
+        raise MiMassiveError(f"n_eval and scan_windows must be positive, got {n_eval} and {scan_windows}")
+    if scan_windows > n_eval:
+        raise MiMassiveError("scan_windows cannot exceed n_eval")
     specs = [v if isinstance(v, VariantSpec) else VariantSpec.parse(v) for v in variants]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise MiMassiveError(f"duplicate variants in {names}")
+    out = prepare_out_dir(out_dir)
     tok = base_tokenizer(base)
     train_stream, eval_stream = load_streams(tok, data, max_chars=max_chars)
     eval_windows = eval_stream.windows(n_eval, cfg.seq_len)
     reports, t0 = [], time.perf_counter()
+    seconds: dict[str, Any] = {"variants": {}}
     for spec in specs:
         trained = train_variant(base, spec, train_stream=train_stream, eval_windows=eval_windows, cfg=cfg,
                                 out_dir=out / spec.name, toy_config=toy_config, tvr_at_start=tvr_at_start,
                                 progress=progress)
+        t_eval = time.perf_counter()
         report, result = evaluate_variant(trained, eval_windows, scan_windows=scan_windows)
+        seconds["variants"][spec.name] = {"train": trained.seconds, "eval": time.perf_counter() - t_eval,
+                                          "reused": trained.reused}
         result.save(out / spec.name / "scan.json")
         reports.append(report)
         del trained
+    seconds["total"] = time.perf_counter() - t0
     provenance = {"base": base, "data": data, "train_stream": train_stream.source,
                   "eval_stream": eval_stream.source, "n_eval": n_eval, "scan_windows": scan_windows,
                   "train": cfg.to_dict(), "toy_config": asdict(toy_config) if toy_config else None,
                   "tvr_at_start": tvr_at_start, "versions": package_versions(), "created_utc": utc_now(),
-                  "seconds": time.perf_counter() - t0, "threads": torch.get_num_threads()}
-    record = VariantComparison(provenance=provenance, reports=reports)
+                  "threads": torch.get_num_threads()}
+    record = VariantComparison(provenance=provenance, reports=reports, seconds=seconds)
     record.figure = [str(p) for p in save_figure(comparison_figure(record), out / "compare")]
     record.save(out / "compare.json")
     return record

@@ -58,6 +58,14 @@ class DyTAlpha:
     mlp: float | None = None
     final: float | None = None
 
+    def __post_init__(self) -> None:
+        import math
+
+        for kind in ("default", "attn", "mlp", "final"):
+            value = getattr(self, kind)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise MiMassiveError(f"DyT alpha0 ({kind}) must be a finite number, got {value}")
+
     def of(self, kind: str) -> float:
         value = getattr(self, kind)
         return self.default if value is None else value

@@ -31,6 +31,14 @@ class VariantSpec:
     register_init_std: float = 0.02
     dyt_alpha: DyTAlpha = field(default_factory=DyTAlpha)
 
+    def __post_init__(self) -> None:
+        import math
+
+        for name in ("kv_bias_init_std", "register_init_std"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise MiMassiveError(f"{name} must be a finite number >= 0, got {value}")
+
     @property
     def name(self) -> str:
         parts = [c for c in ("tvr", "kv_bias", "dyt", "register") if (getattr(self, c) if c != "tvr" else self.tvr)]
@@ -57,9 +65,22 @@ class VariantSpec:
         """``baseline``, ``kv_bias``, ``dyt``, ``tvr``, ``register`` or ``+``-joined hybrids (``tvr+kv_bias``).
 
         ``tvr`` gives the TVR parameters when the name contains ``tvr`` (default :class:`TVRConfig`).
+        An empty name (``-v ""``) is an error, not the baseline:
+
+        >>> VariantSpec.parse("tvr+kv_bias").name, VariantSpec.parse("baseline").name
+        ('tvr+kv_bias', 'baseline')
+        >>> VariantSpec.parse(" ")
+        Traceback (most recent call last):
+        ...
+        mi_massive.errors.MiMassiveError: the variant name is empty; use baseline or '+'-joined kv_bias, dyt, register, tvr (e.g. tvr+kv_bias)
         """
-        parts = [p.strip().replace("-", "_") for p in name.lower().split("+") if p.strip()]
-        if parts == ["baseline"] or not parts:
+        raw = [p.strip().replace("-", "_") for p in str(name).lower().split("+")]
+        parts = [p for p in raw if p]
+        if not parts or len(parts) != len(raw):
+            what = "empty" if not parts else f"'{name}' has an empty part"
+            raise MiMassiveError(f"the variant name is {what}; use baseline or '+'-joined {', '.join(COMPONENTS)} "
+                                 "(e.g. tvr+kv_bias)")
+        if parts == ["baseline"]:
             return cls(**options)
         unknown = [p for p in parts if p not in COMPONENTS]
         if unknown:

@@ -34,6 +34,9 @@ class TVRConfig:
     scale_with_depth: bool = False
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.target_std) and math.isfinite(self.ratio_threshold)):
+            raise MiMassiveError(f"TVR: target_std and ratio_threshold must be finite numbers, got "
+                                 f"{self.target_std} and {self.ratio_threshold}")
         if self.target_std <= 0 or self.ratio_threshold <= 0 or self.interval < 1:
             raise MiMassiveError("TVR: target_std and ratio_threshold must be > 0 and interval >= 1")
 
