@@ -103,6 +103,8 @@ th { background: #f4f4f4; } .scroll { overflow-x: auto; } .muted { color: #777; 
 table.tokens td { text-align: center; white-space: pre; } table.tokens .pos { display: block; font-size: .7em; color: #888; }
 table.tokens td.massive { background: #fde0dd; } .summary li { margin: .25em 0; }
 nav ul { columns: 2; } code { background: #f6f6f6; padding: 0 .2em; }
+td { font-variant-numeric: tabular-nums; } details { margin: .3em 0 .8em; }
+details > summary { cursor: pointer; color: #1a5fb4; } h4 { margin: 1em 0 .3em; }
 """
 
 

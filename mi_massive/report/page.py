@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from mi_massive.core import safe_html as sh
 from mi_massive.analyses.attention.figures import circuitsvis_bundle_script
-from mi_massive.core.html import plotlyjs_script, table_html
+from mi_massive.core.html import Markup, link, plotlyjs_script, table_html
 
 NOT_COMPUTED = "not computed"
 
@@ -68,16 +68,21 @@ def summary_html(sections: Sequence[Section]) -> str:
     return '<ul class="summary">' + "".join(items) + "</ul>"
 
 
+def _files(section: Section) -> Markup:
+    return Markup(", ".join(link(f) for f in section.files))
+
+
 def status_table(sections: Sequence[Section]) -> str:
-    """Which analyses ran, were loaded, or are missing (and why)."""
-    rows = [[s.title, s.status, ", ".join(s.files), s.note] for s in sections]
-    return table_html(["analysis", "status", "files", "note"], rows)
+    """Which analyses ran, were loaded, or are missing (and why); each JSON file linked (it lies beside the page)."""
+    rows = [[s.title, s.status, _files(s), s.note] for s in sections]
+    return table_html(["analysis", "status", "full data", "note"], rows, max_rows=len(rows) or 1)
 
 
 def section_html(section: Section) -> str:
-    """One ``<section>`` (the body of a missing analysis is a one-line note)."""
+    """One ``<section>`` (the body of a missing analysis is a one-line note), ending with links to its JSON files."""
     body = section.body or f'<p class="muted">{NOT_COMPUTED}{": " + sh.text(section.note) if section.note else ""}</p>'
-    return f'<section id="{sh.text(section.id)}">\n<h2>{sh.text(section.title)}</h2>\n{body}\n</section>'
+    files = f'\n<p class="muted">Full data: {_files(section)}</p>' if section.files and section.body else ""
+    return f'<section id="{sh.text(section.id)}">\n<h2>{sh.text(section.title)}</h2>\n{body}{files}\n</section>'
 
 
 def report_page(title: str, header: dict[str, Any], sections: Sequence[Section]) -> str:

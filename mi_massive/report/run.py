@@ -76,20 +76,30 @@ def scan_section(ctx: ReportContext) -> Section:
     name = result.provenance["model"]["name"]
     coords: dict[tuple[int, int, int], list] = {}
     for e in result.massive:
-        row = coords.setdefault((e.layer, e.position, e.dim), [e.layer, e.position, e.dim, e.token, 0, 0.0])
+        row = coords.setdefault((e.layer, e.position, e.dim), [e.layer, e.position, e.dim, {}, 0, 0.0])
+        row[3][e.token] = row[3].get(e.token, 0) + 1
         row[4] += 1
         row[5] = max(row[5], abs(e.value))
     rows = sorted(coords.values(), key=lambda r: (r[0], -r[5]))
+    rows = [[b, p, d, _tokens_text(t), n, fmt(v)] for b, p, d, t, n, v in rows]
+    n_seq = len(ctx.corpus)
+    layer_rows = [[r.label, fmt(r.top_values[0]), fmt(r.median), fmt(r.ratio), ", ".join(map(str, r.massive_dims)) or "-"]
+                  for r in result.layers]
     body = "\n".join([
         f'<p class="text">Text: <code>{sh.text(ctx.text)}</code></p>' if ctx.text is not None else "",
-        f"<p>{sh.text(len(ctx.corpus))} sequence(s), {sh.text(sum(ctx.corpus.lengths))} tokens, BOS "
+        f"<p>{sh.text(n_seq)} sequence(s), {sh.text(sum(ctx.corpus.lengths))} tokens, BOS "
         f"{'prepended' if ctx.corpus.prepend_bos else 'not prepended'}; residual stream after every block "
-        "(blocks.L.hook_resid_post).</p>",
+        "(blocks.L.hook_resid_post). An <b>entry</b> is one value h[block][sequence, position, dim] whose |h| is above "
+        "both thresholds (absolute, and relative to that block's median |h|).</p>",
         figure_fragment(layerwise_figure(result)),
-        figure_fragment(feature_3d_figure(h, [sh.plotly_label(t) for t in toks], layer=layer, model_name=name)),
+        figure_fragment(feature_3d_figure(h, [sh.display_token(t) for t in toks], layer=layer, model_name=name))
+        if layer is not None else "",
         "<h3>Massive entries (block, position, dim)</h3>",
-        table_html(["block", "position", "dim", "token", "sequences", "max |h|"], rows) if rows
-        else "<p>No massive activation (|h| above the absolute and relative thresholds) in any block.</p>",
+        table_html(["block", "position", "dim", "token", f"sequences (of {n_seq})", "max |h|"], rows, source="scan.json")
+        if rows else "<p>No massive activation (|h| above the absolute and relative thresholds) in any block.</p>",
+        "<details><summary>every block: top-1 and median |h|</summary>"
+        + table_html(["block", "top-1 |h| (mean)", "median |h| (mean)", "top-1 / median", "massive dims"], layer_rows,
+                     max_rows=len(layer_rows) or 1, source="scan.json") + "</details>",
     ])
     s = result.summary
     if s["has_massive"]:
@@ -97,24 +107,42 @@ def scan_section(ctx: ReportContext) -> Section:
                          for d in s["dims"][:5])
         positions = ", ".join(f"{r['position']} ({r['count']} entries)" for r in s["positions"][:5])
         tokens = ", ".join(f"{sh.display_token(r['token'])!r} ({r['count']})" for r in s["tokens"][:5])
+        first = s["first_layer"]
+        first_text = (f"First massive block: {first} (of {len(result.block_layers)})" if first is not None
+                      else "Only in the embeddings")
         facts = {"dims": dims + ".",
-                 "where": f"From block {s['first_layer']} on; positions {positions}; tokens {tokens}."}
+                 "where": f"{first_text}; positions {positions}; tokens {tokens} (an entry = one (block, sequence, "
+                          "position, dim) value above both thresholds)."}
     else:
         facts = {"dims": "none detected (no |h| above both thresholds).", "where": "nowhere."}
     return Section("scan", "Massive-activation scan", "computed", body, facts, ["scan.json"])
+
+
+def _tokens_text(counts: dict[str, int], limit: int = 3) -> str:
+    """The tokens at one massive coordinate across sequences, most common first, quoted so spaces show.
+
+    >>> _tokens_text({" of": 2, "n": 1, " the": 1, " and": 1})
+    "' of' (2), 'n', ' the', … (4 tokens)"
+    """
+    from mi_massive.core import safe_html as sh
+
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    text = ", ".join(f"'{sh.display_token(t)}'" + (f" ({c})" if c > 1 else "") for t, c in ranked[:limit])
+    return text + (f", \u2026 ({len(ranked)} tokens)" if len(ranked) > limit else "")
 
 
 def attention_section(ctx: ReportContext) -> Section:
     """circuitsvis patterns, pre-softmax logits, value norms and sink shares of the first sequence."""
     from mi_massive.analyses.attention.run import attention_analysis
     from mi_massive.analyses.attention.figures import attention_sections
+    from mi_massive.core.html import fmt
 
     opts = {k: ctx.options[k] for k in ("abs_threshold", "rel_threshold") if k in ctx.options}
     source = ctx.text if ctx.text is not None and len(ctx.corpus.sequences[0]) <= ATTENTION_MAX_TOKENS else ctx.corpus
     result = attention_analysis(ctx.model, source, prepend_bos=ctx.corpus.prepend_bos,
                                 max_tokens=None if isinstance(source, str) else ATTENTION_MAX_TOKENS, **opts)
     result.save(ctx.out / "attention.json")
-    top = ", ".join(f"L{t['layer']}H{t['head']} {t['share']:.2f}" for t in result.top_sink_heads(5))
+    top = ", ".join(f"L{t['layer']}H{t['head']} {fmt(float(t['share']))}" for t in result.top_sink_heads(5))
     fact = f"In the first sequence, heads paying most attention to {result.sink_label}: {top}."
     return Section("attention", "Attention sinks", "computed", attention_sections(result, id_prefix="report-attn"),
                    {"sinks": fact}, ["attention.json"])

@@ -41,7 +41,7 @@ def test_report_files_and_summary(report):
     assert {p.name for p in out.iterdir()} == {"report.html", "report.json", "scan.json", "attention.json"}
     data = json.loads(paths["json"].read_text())
     s = data["summary"]
-    assert s["dims"].startswith("dim 5") and "block 1" in s["where"]
+    assert s["dims"].startswith("dim 5") and s["where"].startswith("First massive block: 1 (of 3)")
     assert s["writers"] == "not computed" and s["removal"] == "not computed"
     status = {x["id"]: x["status"] for x in data["sections"]}
     assert status == {"scan": "computed", "attention": "computed", "heads": "not computed",

@@ -27,8 +27,10 @@ def ablation_figure(res: AblationResult, metric: str) -> go.Figure:
         if eff and eff[0].null_ci95 is not None:
             fig.add_trace(go.Scatter(x=x + x[::-1], y=[e.null_ci95[1] for e in eff] + [e.null_ci95[0] for e in eff][::-1],
                                      fill="toself", opacity=0.2, line=dict(width=0), name=f"{cond.name}: null 95%"))
-    fig.update_layout(title=f"Change of {metric} under ablation (ablated - baseline)", xaxis_title="layer",
-                      yaxis_title="change", template="plotly_white")
+    fig.add_hline(y=0, line=dict(color="#999", dash="dot"))
+    fig.update_layout(title=f"Change of {metric} under ablation (ablated - baseline; 95% bootstrap CI, shaded: null 95%)",
+                      xaxis_title="block (0-based)", yaxis_title=f"change of {metric} (residual units)",
+                      template="plotly_white")
     return fig
 
 

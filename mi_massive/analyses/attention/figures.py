@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 PROB_DECIMALS = 4  # attention probabilities are rounded to this many decimals in the page (keeps it small)
 MASSIVE_COLOR = "#d62728"
+# the "massive position" legend sits above the plot, right-aligned, clear of the colour bar on the right
+LEGEND_ABOVE = dict(orientation="h", x=1.0, xanchor="right", y=1.0, yanchor="bottom")
 _RENDER_CALL = "CircuitsVis.render("
 _ID_ARG = re.compile(r'CircuitsVis\.render\(\s*"[^"]*"')
 
@@ -85,7 +87,7 @@ def attention_heads_html(pattern: Float[torch.Tensor, "head q k"], tokens: Seque
             + sh.script(sh.escape_script_props(call)))
 
 
-def _axis_ticks(tokens: Sequence[str], max_ticks: int = 80) -> dict:
+def _axis_ticks(tokens: Sequence[str], max_ticks: int = 50) -> dict:
     step = max(1, -(-len(tokens) // max_ticks))
     vals = list(range(0, len(tokens), step))
     labels = sh.token_labels(list(tokens))
@@ -117,8 +119,9 @@ def attention_logits_figure(scores: Float[torch.Tensor, "q k"], tokens: Sequence
     _mark_keys(fig, massive_positions, q - 0.5 + max(1.0, q / 40))
     fig.update_layout(title=f"{model_name}, block {layer}: pre-softmax attention logits (mean over heads)",
                       xaxis=dict(title="key", **_axis_ticks(tokens)),
-                      yaxis=dict(title="query", autorange="reversed", **_axis_ticks(tokens)),
-                      template="plotly_white", height=600, showlegend=bool(massive_positions))
+                      yaxis=dict(title="query", autorange="reversed", **_axis_ticks(tokens, max_ticks=25)),
+                      template="plotly_white", height=600, showlegend=bool(massive_positions), legend=LEGEND_ABOVE,
+                      margin=dict(t=100))
     return fig
 
 
@@ -135,8 +138,9 @@ def value_norms_figure(norms: Float[torch.Tensor, "layer pos"], tokens: Sequence
                                hovertemplate="block %{y}, position %{x}: %{z:.3f}<extra></extra>"))
     _mark_keys(fig, massive_positions, max(layers) + 0.5 + max(1.0, len(layers) / 30))
     fig.update_layout(title=f"{model_name}: value-vector norm per position (mean over KV heads)",
-                      xaxis=dict(title="position", **_axis_ticks(tokens)), yaxis=dict(title="block"),
-                      template="plotly_white", height=550, showlegend=bool(massive_positions))
+                      xaxis=dict(title="position", **_axis_ticks(tokens)), yaxis=dict(title="block (0-based)"),
+                      template="plotly_white", height=550, showlegend=bool(massive_positions), legend=LEGEND_ABOVE,
+                      margin=dict(t=100))
     return fig
 
 
@@ -148,14 +152,9 @@ def sink_share_figure(share: Float[torch.Tensor, "layer head"], *, layers: Seque
                                colorscale="Reds", colorbar=dict(title="share"),
                                hovertemplate="block %{y}, head %{x}: %{z:.3f}<extra></extra>"))
     fig.update_layout(title=f"{model_name}: share of attention to {sh.plotly_label(target)} (mean over queries q >= 1)",
-                      xaxis=dict(title="head", dtick=1), yaxis=dict(title="block"), template="plotly_white",
+                      xaxis=dict(title="head", dtick=1), yaxis=dict(title="block (0-based)"), template="plotly_white",
                       height=550)
     return fig
-
-
-
-
-
 
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from mi_massive.analyses.attribute.record import AttributionResult
+from mi_massive.core.html import fmt
 
 
 def attribution_bars(res: AttributionResult, k: int = 15) -> go.Figure:
@@ -20,9 +21,10 @@ def attribution_bars(res: AttributionResult, k: int = 15) -> go.Figure:
     labels = [c.label for c in top] + ["all other terms", "residual"]
     values = [c.value for c in top] + [rest, res.residual]
     fig = go.Figure(go.Waterfall(x=labels, y=values, measure=["relative"] * (len(top) + 1) + ["total"]))
-    fig.update_layout(title=f"Who writes h_{res.layer}[pos {res.position}, dim {res.dim}] = {res.residual:.1f} "
-                            f"(sum error {res.rel_error:.1e})", yaxis_title="contribution (residual units)",
-                      template="plotly_white")
+    fig.update_layout(title=f"Who writes h_{res.layer}[pos {res.position}, dim {res.dim}] = {fmt(res.residual)} "
+                            f"(relative sum error {fmt(res.rel_error)})", yaxis_title="contribution (residual units)",
+                      xaxis_title="component (largest |contribution| first), then the rest and the total",
+                      template="plotly_white", height=600, showlegend=False)
     return fig
 
 

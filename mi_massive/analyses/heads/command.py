@@ -41,9 +41,15 @@ def heads_command(
                                                                  fmt="{:.3f}"), _fmt(h.to_massive)]
 
     header = ["head", "to pos 0", "95% CI", "to massive"]
-    typer.echo(f"highest {min(top_k, len(ranked))} heads by attention to {'position 0' if by == 'first' else 'the massive positions'}"
-               f" (queries q >= {res.min_query}; {len(data)} sequence(s)):")
-    echo_table(header, [row(h) for h in ranked[:top_k]])
-    typer.echo(f"lowest {min(top_k, len(ranked))} heads:")
-    echo_table(header, [row(h) for h in ranked[-top_k:]])
+    top, bottom = ranked[:top_k], ranked[max(top_k, len(ranked) - top_k):]  # never a head in both tables
+    what = "position 0" if by == "first" else "the massive positions"
+    typer.echo(f"highest {len(top)} heads (of {len(ranked)}) by attention to {what} "
+               f"(queries q >= {res.min_query}; {len(data)} sequence(s)):")
+    echo_table(header, [row(h) for h in top])
+    typer.echo("")
+    if bottom:
+        typer.echo(f"lowest {len(bottom)} heads:")
+        echo_table(header, [row(h) for h in bottom])
+    else:
+        typer.echo(f"(no lowest-heads table: all {len(ranked)} heads are listed above)")
     write_outputs(out, "heads.json", res, {stem: (lambda fig=fig: fig) for stem, fig in figures(res).items()})

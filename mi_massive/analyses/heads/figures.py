@@ -21,7 +21,7 @@ def head_heatmap(scores: HeadScores, by: str = "first") -> go.Figure:
     fig = go.Figure(go.Heatmap(z=z, x=list(range(scores.n_heads)), y=list(range(scores.n_layers)),
                                colorscale="Viridis", zmin=0, zmax=1, colorbar=dict(title="attention")))
     fig.update_layout(title=f"Mean attention from queries q >= {scores.min_query} to {what}",
-                      xaxis_title="head", yaxis_title="layer (0-based)", template="plotly_white")
+                      xaxis=dict(title="head", dtick=1), yaxis_title="layer (0-based)", template="plotly_white")
     return fig
 
 

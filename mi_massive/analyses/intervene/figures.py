@@ -11,7 +11,11 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
+
+from mi_massive.core.html import fmt, log_axis
 
 
 def _model_name(result) -> str:
@@ -26,9 +30,15 @@ def ppl_figure(result) -> go.Figure:
         error_y=dict(type="data", array=[r.ci95[1] - r.ppl for r in rows],
                      arrayminus=[r.ppl - r.ci95[0] for r in rows]),
     ))
+    values = [v for v in [r.ppl for r in rows] + [v for r in rows for v in r.ci95] if v is not None and v > 0]
+    # bars grow from the bottom of a log axis: start it a decade under the smallest value so every bar shows
+    axis = log_axis(values + ([min(values) / 10] if values else []), title="perplexity (log scale; 95% CI over chunks)")
+    if values:
+        axis["range"] = [math.log10(min(values)) - 1, math.log10(max(values)) + 0.2]
+    fig.update_traces(text=[fmt(r.ppl) for r in rows], textposition="inside", insidetextanchor="start")
     fig.update_layout(title=f"{_model_name(result)}: perplexity under interventions at block {result.first_layer} "
-                            f"(dims {result.dims})", yaxis_type="log", yaxis_title="perplexity",
-                      template="plotly_white")
+                            f"(dims {', '.join(map(str, result.dims))})", yaxis=axis,
+                      xaxis_title="condition (edited layers)", template="plotly_white")
     return fig
 
 
@@ -37,15 +47,18 @@ def regeneration_figure(result) -> go.Figure:
     computes when the value is zeroed at every layer (regeneration)."""
     layers = result.evaluation.regeneration_layers
     fig = go.Figure()
+    values: list[float] = []
     show = {"original": "post", "zero (one layer)": "post", "zero (every layer)": "pre", "mean (every layer)": "pre"}
     for run in result.runs:
         if run.name in show:
             kind = show[run.name]
             for cls, prof in run.regeneration.items():
+                values += list(getattr(prof, kind))
                 fig.add_trace(go.Scatter(x=layers, y=getattr(prof, kind), mode="lines+markers",
                                          name=f"{run.name} [{cls}, {kind}-edit]"))
-    fig.update_layout(title="regeneration: mean |h| at the massive entries per block", xaxis_title="block",
-                      yaxis_title="|h|", yaxis_type="log", template="plotly_white")
+    fig.update_layout(title="regeneration: mean |h| at the massive entries per block", xaxis_title="block (0-based)",
+                      yaxis=log_axis(values, title="mean |h| (log scale)"), template="plotly_white",
+                      legend=dict(title="run [positions, read]"))
     return fig
 
 

@@ -9,20 +9,55 @@
 
 from __future__ import annotations
 
+import math
+
 from mi_massive.analyses.intervene.run import intervene, split_corpus
-from mi_massive.core.html import fmt, notes_html, records_table
+from mi_massive.core.html import fmt, fmt_ci, notes_html, table_html
 from mi_massive.errors import MiMassiveError
+
+
+def _changes(row) -> bool:
+    """The perplexity ratio's 95% CI excludes 1 (a change beyond the bootstrap noise)."""
+    return bool(row.ratio_ci95) and row.ratio is not None and not (row.ratio_ci95[0] <= 1.0 <= row.ratio_ci95[1])
+
+
+def intervention_fact(rows) -> str:
+    """The summary line: the conditions whose perplexity ratio is beyond noise (CI excludes 1), biggest
+    change first; the original PPL; conditions within noise are only counted.
+
+    >>> from mi_massive.analyses.intervene.record import PplRow
+    >>> rows = [PplRow("original", "-", 44.81, [40.0, 50.0], 1.0, [1.0, 1.0]),
+    ...         PplRow("zero (one layer)", "one", 1.556e6, [8e5, 3e6], 34700.0, [2e4, 6e4]),
+    ...         PplRow("mean (one layer)", "one", 44.34, [40.0, 49.0], 0.99, [0.97, 1.01])]
+    >>> intervention_fact(rows)
+    'PPL 44.8 originally; zero (one layer): PPL 1.56e6, x34700 (95% CI 20000–60000); 1 other condition within noise'
+    """
+    original = next((r for r in rows if r.condition == "original"), None)
+    others = [r for r in rows if r is not original]
+    beyond = sorted([r for r in others if _changes(r)], key=lambda r: -abs(math.log(r.ratio)) if r.ratio > 0 else 0.0)
+    parts = [f"PPL {fmt(original.ppl)} originally"] if original else []
+    parts += [f"{r.condition}: PPL {fmt(r.ppl)}, x{fmt(r.ratio)} (95% CI {fmt_ci(*r.ratio_ci95)})" for r in beyond[:3]]
+    if len(beyond) > 3:
+        parts.append(f"{len(beyond) - 3} more beyond noise")
+    quiet = len(others) - len(beyond)
+    if quiet:
+        parts.append(f"{quiet} other condition{'s' if quiet != 1 else ''} within noise" if beyond
+                     else f"no condition changes it beyond noise ({quiet} tried)")
+    return "; ".join(parts)
 
 
 def intervention_view(rec) -> tuple[str, dict[str, str]]:
     """Perplexity interventions (an :class:`~mi_massive.analyses.intervene.record.InterventionResult`): the
-    table, the notes and a one-line fact for the summary (PPL per condition and its ratio to the original)."""
-    table = [row.to_dict() for row in rec.table]
-    parts = [notes_html(rec.notes or []), records_table(table)]
-    fact = "; ".join(f"{row.condition} ({row.variant}): PPL {fmt(row.ppl, 4)}"
-                     + (f", x{fmt(row.ratio, 3)} of the original" if row.ratio is not None else "")
-                     for row in rec.table[:5])
-    return "\n".join(parts), ({"removal": f"Interventions (perplexity): {fact}."} if fact else {})
+    table (PPL and ratio to the original with 95% CIs), the notes, and a one-line fact for the summary
+    (the conditions that change perplexity beyond noise, :func:`intervention_fact`)."""
+    rows = [[r.condition, r.variant, fmt(r.ppl), fmt_ci(*r.ci95) if r.ci95 else "\u2014", fmt(r.ratio),
+             fmt_ci(*r.ratio_ci95) if r.ratio_ci95 else "\u2014", "yes" if _changes(r) else "no"]
+            for r in rec.table]
+    parts = [notes_html(rec.notes or []),
+             table_html(["condition", "variant", "perplexity", "95% CI", "ratio to original", "95% CI",
+                         "beyond noise"], rows, source="intervene.json")]
+    fact = intervention_fact(rec.table) if rec.table else ""
+    return "\n".join(p for p in parts if p), ({"removal": f"Interventions (perplexity): {fact}."} if fact else {})
 
 
 def compute(model, corpus, scan_result):

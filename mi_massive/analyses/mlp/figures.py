@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from mi_massive.core.html import log_axis
+
 
 def _model_name(result) -> str:
     return result.provenance.get("model", {}).get("name", "model")
@@ -28,8 +30,11 @@ def mlp_flow_figure(result) -> go.Figure:
                              name="ordinary tokens: max |x|"))
     fig.add_trace(go.Scatter(x=x, y=[c.median for c in cps], mode="lines+markers", name="median |x| (all tokens)",
                              line=dict(dash="dash")))
+    values = [v for c in cps for v in (c.massive_token_max, c.ordinary_max, c.median)]
     fig.update_layout(title=f"{_model_name(result)}, block {result.layer} MLP: activation flow (dim {result.dim})",
-                      yaxis_type="log", yaxis_title="|x|", template="plotly_white")
+                      yaxis=log_axis(values, title="|x| (log scale)"), xaxis=dict(title="checkpoint inside the MLP",
+                                                                                  tickangle=-20, automargin=True),
+                      template="plotly_white", height=550)
     return fig
 
 
@@ -40,11 +45,15 @@ def top_neurons_figure(result, k: int = 20) -> go.Figure:
     names = [str(t.neuron) for t in top]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=names, y=[t.massive for t in top], name="massive token"))
-    fig.add_trace(go.Bar(x=names, y=[t.ordinary_mean for t in top], name="ordinary tokens (mean)"))
+    # ordinary tokens contribute ~0 next to the massive token: markers stay visible where a bar would not
+    fig.add_trace(go.Scatter(x=names, y=[t.ordinary_mean for t in top], mode="markers", name="ordinary tokens (mean)",
+                             marker=dict(symbol="diamond", size=9, color="#dd8452", line=dict(width=1, color="#333"))))
+    fig.add_hline(y=0, line=dict(color="#999", width=1))
     fig.update_layout(title=f"block {result.layer}: per-neuron contributions to dim {result.dim} "
-                            f"({c.n_neurons_50} neurons carry 50%, {c.n_neurons_90} carry 90%)",
-                      xaxis_title="neuron", yaxis_title="contribution (residual units)", barmode="group",
-                      template="plotly_white")
+                            f"({c.n_neurons_50} neuron{' carries' if c.n_neurons_50 == 1 else 's carry'} 50%, "
+                            f"{c.n_neurons_90} carry 90%)",
+                      xaxis=dict(title="neuron (largest contribution first)", type="category"),
+                      yaxis_title="contribution hook_post · W_out (residual units)", template="plotly_white")
     return fig
 
 

@@ -22,13 +22,20 @@ def print_scan_summary(result) -> None:
     if not s.has_massive:
         typer.echo("no massive activations (|h| > abs and > rel x median) in any layer")
         return
-    dims = ", ".join(f"{d.dim} (max {d.max_abs:.1f}, layers {d.layers[0]}-{d.layers[-1]})" for d in s.dims[:5])
+    n_seq, n_layers = len(result.tokens), len(result.layers)
+    typer.echo(f"massive entries: {s.n_entries} (an entry = one value h[layer][sequence, position, dim] with |h| above "
+               f"both thresholds; counted over {n_seq} sequence{'s' if n_seq != 1 else ''} x {n_layers} layers)")
+    dims = ", ".join(f"{d.dim} (max |h| {d.max_abs:.1f}, layers {d.layers[0]}-{d.layers[-1]}, {d.count} entries)"
+                     for d in s.dims[:5])
     positions = ", ".join(f"{r.position}: {r.count}" for r in s.positions[:5])
     tokens = ", ".join(f"{r.token!r}: {r.count}" for r in s.tokens[:5])
     typer.echo(f"massive dims: {dims}")
-    typer.echo(f"first massive layer: {s.first_layer}; entries by position: {positions}; by token: {tokens}")
+    typer.echo(f"first massive layer: {s.first_layer}")
+    typer.echo(f"entries per position (over all layers, sequences and dims): {positions}")
+    typer.echo(f"entries per token: {tokens}")
     if result.near_massive_total:
-        typer.echo(f"near-massive entries (> abs threshold, under the relative rule): {result.near_massive_total}")
+        typer.echo(f"near-massive entries (|h| above the absolute threshold only, not the relative one): "
+                   f"{result.near_massive_total}")
 
 
 @command(batch_size=None)

@@ -17,6 +17,7 @@ import torch
 from jaxtyping import Float
 
 from mi_massive.analyses.scan.record import ScanResult
+from mi_massive.core.html import fmt, log_axis
 
 
 def layerwise_figure(result: ScanResult, *, title: str | None = None, kind: str | None = None) -> go.Figure:
@@ -35,7 +36,9 @@ def layerwise_figure(result: ScanResult, *, title: str | None = None, kind: str 
     x = [r.layer for r in layers]
     fig = go.Figure()
     k = min(3, len(layers[0].top_values))
+    shown = [r.median for r in layers]
     for i in range(k):
+        shown += [r.top_values_ci95[i][1] for r in layers] + [r.top_values_ci95[i][0] for r in layers]
         y = [r.top_values[i] for r in layers]
         err_hi = [r.top_values_ci95[i][1] - r.top_values[i] for r in layers]
         err_lo = [r.top_values[i] - r.top_values_ci95[i][0] for r in layers]
@@ -48,8 +51,8 @@ def layerwise_figure(result: ScanResult, *, title: str | None = None, kind: str 
     what = "" if kind in (None, "resid_post") else f" at {kind}"
     fig.update_layout(
         title=title or f"{model}: largest |activation|{what} per layer (mean of {n} sequence{'s' * (n != 1)})",
-        xaxis_title="layer (0-based; -1 = embeddings)", yaxis_title="|h| (log scale)", yaxis_type="log",
-        template="plotly_white", legend=dict(x=0.01, y=0.99),
+        xaxis_title="layer (0-based; -1 = embeddings)", yaxis=log_axis(shown, title="|h| (log scale)"),
+        template="plotly_white", legend=dict(title="per layer"),
     )
     return fig
 
@@ -73,18 +76,32 @@ def feature_3d_figure(h: Float[torch.Tensor, "pos d_model"], str_tokens: Sequenc
                       model_name: str = "model", top_dims: int = 3) -> go.Figure:
     """|h[t, d]| over token position t and dim d for one sentence at one layer, as a 3-D surface.
 
-    The ``top_dims`` largest dims are annotated; axes are labelled with the token strings.
+    The ``top_dims`` largest dims are annotated; axes are labelled with the token strings (at most
+    ~24 labels, each cut to 10 characters). WebGL draws 3-D tick labels as literal text (no markup,
+    no entities), so pass the tokens as they should read (e.g. :func:`~mi_massive.core.safe_html.display_token`),
+    not escaped.
     """
     a = h.abs().float()
     z = a.T.numpy()  # [d_model, pos]
     fig = go.Figure(go.Surface(z=z, x=list(range(a.shape[0])), y=list(range(a.shape[1])), colorscale="Viridis",
-                               showscale=True, colorbar=dict(title="|h|")))
+                               showscale=True, colorbar=dict(title="|h|", len=0.75)))
     peak_dims = a.amax(0).topk(min(top_dims, a.shape[1])).indices.tolist()
-    labels = ", ".join(f"dim {d}: {a[:, d].max().item():.1f}" for d in peak_dims)
+    labels = ", ".join(f"dim {d}: {fmt(a[:, d].max().item())}" for d in peak_dims)
+    step = max(1, -(-a.shape[0] // 24))  # at most ~24 token labels
+    ticks = list(range(0, a.shape[0], step))
     fig.update_layout(
-        title=f"{model_name}, block {layer}: |h| per token and dim<br><sub>{labels}</sub>",
-        scene=dict(xaxis=dict(title="token", tickvals=list(range(a.shape[0])), ticktext=list(str_tokens)),
-                   yaxis=dict(title="dim"), zaxis=dict(title="|h|")),
-        template="plotly_white", height=700,
+        title=f"{model_name}, block {layer}: |h| per token and dim<br><sub>largest: {labels}</sub>",
+        scene=dict(xaxis=dict(title="token", tickvals=ticks, ticktext=[_short(str_tokens[i]) for i in ticks]),
+                   yaxis=dict(title="dim"), zaxis=dict(title="|h|"),
+                   # a longer token axis, the camera low and aimed a little below the centre: every tick
+                   # label stays inside the figure (checked on screenshots, tests/report/test_browser_pages.py)
+                   aspectmode="manual", aspectratio=dict(x=1.5, y=1.0, z=0.7),
+                   camera=dict(eye=dict(x=1.45, y=1.45, z=0.8), center=dict(x=0, y=0, z=-0.2))),
+        template="plotly_white", height=700, margin=dict(l=10, r=10, b=10, t=90),
     )
     return fig
+
+
+def _short(token: str, limit: int = 10) -> str:
+    """A tick label of at most ``limit`` characters (longer tokens end in an ellipsis)."""
+    return token if len(token) <= limit else token[:limit - 1] + "\u2026"

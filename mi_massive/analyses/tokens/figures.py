@@ -18,12 +18,17 @@ def word_metric_figure(result) -> go.Figure:
     """Box plots of the four per-word-type metrics, function vs content words."""
     per_word = result.words.per_word
     metrics = result.words.metric_names
-    fig = make_subplots(rows=1, cols=max(1, len(metrics)), subplot_titles=metrics)
+    fig = make_subplots(rows=1, cols=max(1, len(metrics)), subplot_titles=metrics, horizontal_spacing=0.07)
+    colours = {"function": "#4c72b0", "content": "#dd8452"}
     for i, m in enumerate(metrics):
         for group in ("function", "content"):
             vals = [getattr(w, m) for w in per_word if w.group == group and getattr(w, m) is not None]
-            fig.add_trace(go.Box(y=vals, name=group, showlegend=i == 0), row=1, col=i + 1)
-    fig.update_layout(title=f"block {result.layer}: function vs content word types", template="plotly_white")
+            fig.add_trace(go.Box(y=vals, name=f"{group} words", legendgroup=group, showlegend=i == 0,
+                                 marker_color=colours[group]), row=1, col=i + 1)
+        fig.update_xaxes(title_text="word type", row=1, col=i + 1)
+        fig.update_yaxes(title_text=m, row=1, col=i + 1)
+    fig.update_layout(title=f"block {result.layer}: function vs content word types (one point per word type)",
+                      template="plotly_white", margin=dict(t=110))
     return fig
 
 

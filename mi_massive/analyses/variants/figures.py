@@ -16,6 +16,8 @@ from typing import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mi_massive.core.html import fmt, log_axis
+
 
 def comparison_figure(comparison, *, title: str | None = None) -> go.Figure:
     """Three panels, one trace per variant of a :class:`~mi_massive.analyses.variants.record.VariantComparison`
@@ -29,10 +31,10 @@ def comparison_figure(comparison, *, title: str | None = None) -> go.Figure:
     if title is None:
         base = (getattr(comparison, "provenance", None) or {}).get("base")
         title = f"{base}: variants" if base else "variants"
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.4, 0.4, 0.2],
-                        subplot_titles=("top-1 |h| per block (mean over windows)",
-                                        "attention to position 0 (solid) / bias slot (dotted)",
-                                        "eval loss (nats/token)"))
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.4, 0.4, 0.2], horizontal_spacing=0.08,
+                        subplot_titles=("top-1 |h| per block<br>(mean over windows)",
+                                        "attention to position 0 (solid)<br>/ to the bias slot (dotted)",
+                                        "eval loss"))
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
     for i, r in enumerate(reports):
         color = palette[i % len(palette)]
@@ -46,12 +48,17 @@ def comparison_figure(comparison, *, title: str | None = None) -> go.Figure:
                                      legendgroup=r.name, showlegend=False, line=dict(color=color, dash="dot")),
                           row=1, col=2)
         fig.add_trace(go.Bar(x=[r.name], y=[r.eval_loss], marker_color=color, legendgroup=r.name, showlegend=False,
-                             text=[f"{r.eval_loss:.3f}"], textposition="outside"), row=1, col=3)
-    fig.update_yaxes(type="log", title_text="|h|", row=1, col=1)
+                             text=[fmt(r.eval_loss)], textposition="outside", cliponaxis=False), row=1, col=3)
+    top = [v for r in reports for v in r.top1_per_layer]
+    fig.update_yaxes(**log_axis(top, title_text="top-1 |h| (log scale)"), row=1, col=1)
     fig.update_yaxes(range=[0, 1], title_text="attention mass", row=1, col=2)
+    losses = [r.eval_loss for r in reports if r.eval_loss is not None]
+    fig.update_yaxes(title_text="nats/token", range=[0, 1.2 * max(losses)] if losses else None, row=1, col=3)
     fig.update_xaxes(title_text="block (0-based)", row=1, col=1)
     fig.update_xaxes(title_text="block (0-based)", row=1, col=2)
-    fig.update_layout(title=title, template="plotly_white", height=480, width=1400)
+    fig.update_xaxes(title_text="variant", row=1, col=3)
+    fig.update_layout(title=title, template="plotly_white", height=520, margin=dict(t=120),
+                      legend=dict(title="variant"))
     return fig
 
 
