@@ -127,6 +127,8 @@ def fmt_ci(low: float | None, high: float | None, n: int | None = None, digits: 
     ('0.101–0.135', '-24000 – -21900', 'n/a (1 sequence)', '—')
     >>> fmt_ci(1.0004, 1.0031), fmt_ci(7.76e5, 3.12e6)   # more digits until the bounds differ; one notation
     ('1.000–1.003', '7.76e5–3.12e6')
+    >>> fmt_ci(1.0000001, 1.0000004)                     # up to 2 more digits, then as usual
+    '1.00–1.00'
 
     ``n``: the number of sequences behind it; with fewer than 2 the interval has no spread to show
     and reads ``n/a (1 sequence)`` instead of a zero-width ``x–x``.
@@ -136,10 +138,13 @@ def fmt_ci(low: float | None, high: float | None, n: int | None = None, digits: 
     if low is None or high is None:
         return "\u2014"
     low, high = float(low), float(high)
-    for d in range(digits, digits + 5):  # a narrow interval gets the digits that tell its bounds apart
+    for d in range(digits, digits + 3):  # a narrow interval gets the digits that tell its bounds apart
         a, b = fmt(low, d), fmt(high, d)
         if a != b or low == high:
             break
+    else:  # narrower still: the bounds differ in float noise only; show them at the usual precision
+        d = digits
+        a, b = fmt(low, d), fmt(high, d)
     if ("e" in a) != ("e" in b):  # one notation for both bounds
         a, b = (_sci(low, d), _sci(high, d))
     return f"{a} \u2013 {b}" if a.startswith("-") or b.startswith("-") else f"{a}\u2013{b}"

@@ -39,6 +39,7 @@ def test_signed_percent_and_intervals():
     assert fmt_ci(0.3, 0.4, n=0) == "n/a (0 sequences)"
     assert fmt_ci(1.0004, 1.0031) == "1.000\u20131.003"                  # digits until the bounds differ
     assert fmt_ci(7.76e5, 3.12e6) == "7.76e5\u20133.12e6"                # one notation for both
+    assert fmt_ci(1.0000001, 1.0000004) == "1.00\u20131.00"              # float-noise width: usual precision
     assert fmt_ci(None, 1.0) == "\u2014"
 
 
@@ -160,12 +161,14 @@ def test_intervention_fact_lists_only_changes_beyond_noise():
 
     rows = [PplRow("original", "-", 44.81, [33.9, 59.3], 1.0, [1.0, 1.0]),
             PplRow("mean (one layer)", "one", 44.34, [33.2, 59.3], 0.99, [0.979, 1.002]),
+            PplRow("control 0 (one layer)", "one", 44.81, [33.9, 59.3], 1.0000002, [1.0000001, 1.0000004]),
             PplRow("zero (every layer)", "every", 1.454e6, [5.8e5, 3.6e6], 32500.0, [17200.0, 61200.0]),
             PplRow("zero (one layer)", "one", 1.556e6, [7.8e5, 3.1e6], 34700.0, [22900.0, 52700.0])]
     assert intervention_fact(rows) == (
         "PPL 44.8 originally; zero (one layer): PPL 1.56e6, x34700 (95% CI 22900\u201352700); "
-        "zero (every layer): PPL 1.45e6, x32500 (95% CI 17200\u201361200); 1 other condition within noise")
-    assert intervention_fact(rows[:2]) == "PPL 44.8 originally; no condition changes it beyond noise (1 tried)"
+        "zero (every layer): PPL 1.45e6, x32500 (95% CI 17200\u201361200); 2 other conditions within noise or under 1%")
+    assert intervention_fact(rows[:3]) == ("PPL 44.8 originally; no condition changes it beyond noise by 1% or more "
+                                           "(2 tried)")  # a CI that excludes 1 by float noise is not a headline
 
 
 def test_heads_view_rounds_and_says_one_sequence():
