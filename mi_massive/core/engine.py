@@ -228,6 +228,14 @@ def _expand(value: Any, n_rows: int, repeats: int) -> Any:
     return value
 
 
+def final_logits(model, h: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... vocab"]:
+    """Logits from a last-block residual: final norm, unembedding, then the architecture's own output transform
+    (Gemma-2's final logit soft-capping; identity for most models), as the bridge's forward does."""
+    logits = model.unembed(model.ln_final(h))
+    transform = getattr(getattr(model, "adapter", None), "apply_output_logits_transform", None)
+    return transform(logits) if callable(transform) else logits
+
+
 @torch.no_grad()
 def run_blocks_from(model, layer: int, hidden: Float[torch.Tensor, "rows pos d_model"],
                     call: dict[int, tuple[tuple, dict]], n_base_rows: int, names: Sequence[str], *,
@@ -267,7 +275,7 @@ def run_blocks_from(model, layer: int, hidden: Float[torch.Tensor, "rows pos d_m
             kwargs = {k: (False if k == "use_cache" else _expand(v, n_base_rows, repeats)) for k, v in kwargs.items()}
             out = model.blocks[j](h, *args, **kwargs)
             h = out[0] if isinstance(out, tuple) else out
-        logits = model.unembed(model.ln_final(h)) if need_logits else None
+        logits = final_logits(model, h) if need_logits else None
     if missing := set(names) - set(captured):
         raise MiMassiveError(f"hook(s) never fired: {', '.join(sorted(missing))}")
     return logits, captured

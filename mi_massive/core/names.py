@@ -63,6 +63,7 @@ _KINDS = {
     "ln1_out": "ln1.hook_out",
     "ln2": "ln2.hook_out",
     "mlp_post": "mlp.hook_post",
+    "mlp_input": "mlp.hook_in",  # what the MLP reads (no pre-MLP norm in OLMo-2: the residual itself)
 }
 KINDS = tuple(_KINDS)
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")

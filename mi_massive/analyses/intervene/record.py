@@ -76,8 +76,8 @@ class Perplexity(Record):
 @dataclass
 class Profile(Record):
     """Mean |h| (residual units) at the edited entries per block of ``regeneration_layers`` (None: no entry):
-    ``pre`` = what the block computed (resid_mid + mlp_out) before any edit there, ``post`` = what the next
-    block reads."""
+    ``pre`` = what the block computed (resid_mid + mlp_out; in a parallel block resid_pre + attn_out + mlp_out)
+    before any edit there, ``post`` = what the next block reads."""
 
     pre: list[float | None]
     post: list[float | None]

@@ -147,10 +147,16 @@ def _means_for_layer(means: dict[tuple[int, str, int], tuple[float, int]], layer
     return out
 
 
-def _capture_names(layers: Sequence[int]) -> list[str]:
+def _capture_names(model, layers: Sequence[int]) -> list[str]:
+    """Per layer, what rebuilds the block's own output before an edit: resid_mid + mlp_out, or in a parallel
+    block (GPT-NeoX, GPT-J, Falcon: no resid_mid) resid_pre + attn_out + mlp_out; then resid_post."""
     names = []
     for l in layers:
-        names += [act_name("resid_mid", l), act_name("mlp_out", l), act_name("resid_post", l)]
+        if act_name("resid_mid", l) in model.hook_dict:
+            names += [act_name("resid_mid", l), act_name("mlp_out", l), act_name("resid_post", l)]
+        else:
+            names += [act_name("resid_pre", l), act_name("attn_out", l), act_name("mlp_out", l),
+                      act_name("resid_post", l)]
     return names
 
 
@@ -164,7 +170,10 @@ class _Regen:
     def add(self, acts: dict[str, torch.Tensor], layers: Sequence[int], entries: list[tuple[int, int, int]]) -> None:
         for l in layers:
             post = acts[act_name("resid_post", l)]
-            pre = acts[act_name("resid_mid", l)] + acts[act_name("mlp_out", l)]
+            mid = acts.get(act_name("resid_mid", l))
+            if mid is None:  # parallel block: both sublayers read resid_pre and add into it
+                mid = acts[act_name("resid_pre", l)] + acts[act_name("attn_out", l)]
+            pre = mid + acts[act_name("mlp_out", l)]
             for row, pos, d in entries:
                 cls = position_class(pos)
                 for kind, t in (("pre", pre), ("post", post)):
@@ -217,7 +226,7 @@ def _eval_run(model, corpus: Corpus, coords: dict[int, Coords], plan: list[tuple
                 per_layer[l].append(entry_edit(bc, dims, mode=mode, means=means_by_layer.get(l)))
         return layer_hooks({l: _concat(e) for l, e in per_layer.items()})
 
-    for indices, ids, mask, logits, acts in iter_corpus(model, corpus, _capture_names(regen_layers),
+    for indices, ids, mask, logits, acts in iter_corpus(model, corpus, _capture_names(model, regen_layers),
                                                          batch_size=batch_size, fwd_hooks=hooks,
                                                          need_logits=True, progress=label):
         if detect is not None:
@@ -383,7 +392,8 @@ def intervene(
         "'every layer' edits " + "; ".join(f"layers {tl}..{lasts[tl]} for dims {td}" for tl, td in chosen)
         + " (first to last layer where these dims are massive in calibration).",
         "Regeneration: 'pre' is what each block computed at the edited entries before any edit at that layer "
-        "(resid_mid + mlp_out); 'post' is what the next block reads.",
+        + ("(resid_mid + mlp_out)" if act_name("resid_mid", L) in model.hook_dict else
+           "(parallel block: resid_pre + attn_out + mlp_out)") + "; 'post' is what the next block reads.",
     ]
     if missing:
         classes = sorted({m.split("'")[1] for m in missing})

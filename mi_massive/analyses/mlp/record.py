@@ -93,7 +93,8 @@ class TopNeuron(Record):
 class Contributions(Record):
     """Per-neuron contributions to ``dim`` at the massive tokens vs ordinary tokens (residual units).
 
-    ``massive_total_mean``: mean over massive tokens of sum_n c (= hook_mlp_out[dim] - b_out[dim]), split into
+    ``massive_total_mean``: mean over massive tokens of sum_n c (= hook_mlp_out[dim] - b_out[dim]; with a post-MLP
+    norm, Gemma-2/3 and OLMo-2, the MLP's own output ln2_post.hook_in[dim] - b_out[dim], in its units), split into
     the same-sign (``massive_positive_mean``) and opposite-sign (``massive_negative_mean``) parts;
     ``n_neurons_50`` / ``n_neurons_90``: median number of neurons carrying 50% / 90% of it (and the range
     over massive tokens); ``top_neurons``: the largest contributors.

@@ -27,18 +27,57 @@ def is_gated(model) -> bool:
     return bool(getattr(model.cfg, "gated_mlp", False))
 
 
+def mlp_input_norm(model, layer: int) -> str | None:
+    """Which norm feeds block ``layer``'s MLP: ``"ln2"`` (pre-MLP norm), ``"ln1"`` (a parallel block whose one
+    norm feeds attention and MLP alike: GPT-J, Falcon-7B) or None (no pre-MLP norm: OLMo-2 reads the residual)."""
+    if act_name("ln2_normalized", layer) in model.hook_dict:
+        return "ln2"
+    if getattr(model.cfg, "parallel_attn_mlp", False) and act_name("ln1_normalized", layer) in model.hook_dict:
+        return "ln1"
+    return None
+
+
+def mlp_output_hook(model, layer: int) -> tuple[str, str | None]:
+    """(hook of block ``layer``'s own MLP output, note). Pre-norm blocks: ``hook_mlp_out``. Blocks with a
+    post-MLP norm (Gemma-2/3, OLMo-2): ``ln2_post.hook_in``, the raw output that ``W_out`` reconstructs;
+    ``hook_mlp_out`` is that output after the norm (per token a frozen RMS scale times the gain)."""
+    raw = act_name("ln2_post_in", layer)
+    if raw in model.hook_dict:
+        arch = getattr(model.cfg, "architecture", None) or "this model"
+        return raw, (f"{arch} normalises the MLP output before the residual (post-MLP norm ln2_post): W_out and the "
+                     f"neuron contributions are in the MLP's own output units (ln2_post.hook_in); hook_mlp_out is "
+                     f"that output times the norm's frozen per-token scale and gain")
+    return act_name("mlp_out", layer), None
+
+
 def checkpoint_hooks(model, layer: int) -> list[tuple[str, str]]:
-    """(label, hook name) of each MLP checkpoint of block ``layer``, in data-flow order."""
+    """(label, hook name) of each MLP checkpoint of block ``layer``, in data-flow order.
+
+    The MLP input is the output of its norm: ``ln2`` in most blocks, the shared ``ln1`` of a parallel block
+    with one norm (GPT-J, Falcon-7B), or the residual itself (``mlp.hook_in``) where there is no pre-MLP
+    norm (OLMo-2). Blocks with a post-MLP norm get the raw MLP output (``ln2_post.hook_in``) before
+    ``hook_mlp_out``.
+    """
     gated = is_gated(model)
-    out = [("MLP input, normalised (ln2.hook_normalized)", act_name("ln2_normalized", layer)),
-           ("MLP input, after gain (ln2.hook_out)", act_name("ln2_out", layer))]
+    norm = mlp_input_norm(model, layer)
+    if norm == "ln2":
+        out = [("MLP input, normalised (ln2.hook_normalized)", act_name("ln2_normalized", layer)),
+               ("MLP input, after gain (ln2.hook_out)", act_name("ln2_out", layer))]
+    elif norm == "ln1":
+        out = [("MLP input, normalised (ln1.hook_normalized, shared with attention)", act_name("ln1_normalized", layer)),
+               ("MLP input, after gain (ln1.hook_out, shared with attention)", act_name("ln1_out", layer))]
+    else:
+        out = [("MLP input, no pre-MLP norm (mlp.hook_in)", act_name("mlp_input", layer))]
     if gated:
         out += [("gate pre-activation (mlp.hook_pre)", act_name("pre", layer)),
                 ("up projection (mlp.hook_pre_linear)", act_name("pre_linear", layer))]
     else:
         out += [("pre-activation (mlp.hook_pre)", act_name("pre", layer))]
-    out += [("post-activation (mlp.hook_post)", act_name("post", layer)),
-            ("MLP output (hook_mlp_out)", act_name("mlp_out", layer))]
+    out += [("post-activation (mlp.hook_post)", act_name("post", layer))]
+    raw, _ = mlp_output_hook(model, layer)
+    if raw != act_name("mlp_out", layer):
+        out += [("MLP output before the post-norm (ln2_post.hook_in)", raw)]
+    out += [("MLP output (hook_mlp_out)", act_name("mlp_out", layer))]
     return out
 
 
@@ -81,7 +120,10 @@ def capture_layer(model, corpus: Corpus, layer: int, names: Sequence[str], *, ba
         flag = torch.zeros_like(h, dtype=torch.bool)
         flag[mas.rows, mas.positions, mas.dims] = True
         for n in wanted:
-            parts[n].append(acts[n][mask])
+            a = acts[n]
+            if a.shape[:2] != mask.shape and a.shape[0] == mask.numel():  # OPT's ln2 sees [batch * pos, d]
+                a = a.reshape(*mask.shape, *a.shape[1:])
+            parts[n].append(a[mask])
         flags.append(flag[mask])
         seq_idx = torch.tensor(list(indices))[:, None].expand_as(mask)
         pos_idx = torch.arange(mask.shape[1])[None].expand_as(mask)
@@ -155,7 +197,10 @@ def mlp_internals(model, corpus: Corpus, *, layer: int | None = None, dim: int |
     ``layer`` (0-based) defaults to the first massive block of the corpus, ``dim`` to the residual dim
     with the largest |block output| there. Contributions c[t, n] = hook_post[t, n] * W_out[n, dim] and
     the MLP output are in residual units; ``n_neurons_50`` counts the neurons carrying 50% of the
-    massive token's MLP output (here one planted neuron writes all 3000).
+    massive token's MLP output (here one planted neuron writes all 3000). Where a post-MLP norm follows
+    the MLP (Gemma-2/3, OLMo-2) the contributions and the reconstruction check are in the MLP's own output
+    units (``ln2_post.hook_in``); ``massive_mlp_out_mean`` stays the normalised write into the residual
+    (a note says so). The MLP input checkpoint follows the architecture (:func:`checkpoint_hooks`).
     """
     L = resolve_layer(model, corpus, layer, batch_size=batch_size, abs_threshold=abs_threshold,
                       rel_threshold=rel_threshold)
@@ -169,7 +214,10 @@ def mlp_internals(model, corpus: Corpus, *, layer: int | None = None, dim: int |
         notes.append(f"dim {d} is not massive at block {L} in this corpus; 'massive token' = the token with the "
                      f"largest |h[{d}]|")
     checkpoints = [{"label": label, "hook": name, **checkpoint_stats(cap.acts[name], is_m)} for label, name in cps]
-    post, out = cap.acts[act_name("post", L)], cap.acts[act_name("mlp_out", L)]
+    raw_name, post_norm_note = mlp_output_hook(model, L)
+    if post_norm_note:
+        notes.append(post_norm_note)
+    post, out, raw = cap.acts[act_name("post", L)], cap.acts[act_name("mlp_out", L)], cap.acts[raw_name]
     w_col = model.W_out[L, :, d].detach().float()
     bias = float(b_out(model, L)[d])
     contrib = neuron_contributions(post, w_col)
@@ -178,9 +226,9 @@ def mlp_internals(model, corpus: Corpus, *, layer: int | None = None, dim: int |
         extra["up"] = cap.acts[act_name("pre_linear", L)]
     summary = contribution_summary(contrib, is_m, post, w_col, extra=extra, k=top_k)
     recon = contrib.sum(1) + bias
-    err = (recon - out[:, d]).abs()
+    err = (recon - raw[:, d]).abs()  # raw = hook_mlp_out unless a post-MLP norm follows the MLP
     check = {"b_out": bias, "max_abs_error": float(err.max()),
-             "max_rel_error_massive": float((err[is_m] / out[is_m, d].abs().clamp_min(1e-30)).max()),
+             "max_rel_error_massive": float((err[is_m] / raw[is_m, d].abs().clamp_min(1e-30)).max()),
              "massive_mlp_out_mean": float(out[is_m, d].mean()),
              "massive_resid_post_mean": float(cap.acts[act_name("resid_post", L)][is_m, d].mean())}
     share = check["massive_mlp_out_mean"] / check["massive_resid_post_mean"] if check["massive_resid_post_mean"] else None

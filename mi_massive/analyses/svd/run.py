@@ -11,7 +11,7 @@ from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD
 from mi_massive.analyses.svd.linalg import (cosine, input_rank1_share, oriented_svd, regression_report, sample_points,
                                      spectrum_stats)
 from mi_massive.core.corpus.corpus import Corpus
-from mi_massive.analyses.mlp.run import b_out, capture_layer, resolve_dim, resolve_layer
+from mi_massive.analyses.mlp.run import b_out, capture_layer, mlp_output_hook, resolve_dim, resolve_layer
 from mi_massive.core.provenance import provenance
 from mi_massive.analyses.svd.record import Alignment, Regression, Spectrum, SvdResult
 from mi_massive.core.names import OTHER, START, act_name
@@ -38,7 +38,8 @@ def svd_analysis(model, corpus: Corpus, *, layer: int | None = None, dim: int | 
     """
     L = resolve_layer(model, corpus, layer, batch_size=batch_size, abs_threshold=abs_threshold,
                       rel_threshold=rel_threshold)
-    post_name, out_name = act_name("post", L), act_name("mlp_out", L)
+    post_name = act_name("post", L)
+    out_name, post_norm_note = mlp_output_hook(model, L)  # the raw MLP output where a post-MLP norm follows
     cap = capture_layer(model, corpus, L, [post_name, out_name], batch_size=batch_size,
                         abs_threshold=abs_threshold, rel_threshold=rel_threshold)
     d = resolve_dim(cap, dim)
@@ -81,10 +82,11 @@ def svd_analysis(model, corpus: Corpus, *, layer: int | None = None, dim: int | 
         f"sigma_1^2 / sum sigma^2 = {100 * spec['sigma1_sq_share']:.2f}%: "
         + ("W_out is not dominated by one direction." if spec["sigma1_sq_share"] < 0.5 else "one direction dominates W_out."),
         f"Column {d} of W_out: {100 * spec['rank1_column_share']:.1f}% of its squared norm is on component 1.",
-    ] + [f["verdict"] for f in fits.values()]
+    ] + [f["verdict"] for f in fits.values()] + ([post_norm_note] if post_norm_note else [])
     opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "n_boot": n_boot, "seed": seed,
             **(options or {})}
-    regression = {"fits": fits, "points": points, "target": f"mlp_out[t, {d}] - b_out[{d}] (signed)",
+    target = "mlp_out" if post_norm_note is None else "raw mlp output (ln2_post.hook_in)"
+    regression = {"fits": fits, "points": points, "target": f"{target}[t, {d}] - b_out[{d}] (signed)",
                   "regressor": "hook_post[t] . u_1"}
     return SvdResult(provenance=provenance(model, corpus, seed=seed, options=opts), layer=L, dim=d,
                      spectrum=Spectrum.from_dict(spec), alignment=Alignment.from_dict(alignment),

@@ -19,12 +19,40 @@ from mi_massive.core.variants.register import RegisterEmbedding, add_register
 from mi_massive.core.variants.spec import VariantSpec
 
 
+# structural component -> block layouts (mi_massive.core.loading.toy.plant_family) it is built and tested on
+SUPPORTED = {"kv_bias": ("gpt2", "llama", "phi3", "gemma2", "olmo2"), "dyt": ("gpt2", "llama", "phi3"),
+             "register": ("gpt2", "llama", "phi3", "olmo2", "gptj")}
+_WHY = {("kv_bias", "gptj"): "its attention bypasses transformers' attention functions, so a KV bias would be ignored",
+        ("dyt", "gemma2"): "it has post-sublayer norms and DyT here replaces pre-norm blocks' norms only",
+        ("dyt", "olmo2"): "it has post-sublayer norms and DyT here replaces pre-norm blocks' norms only",
+        ("dyt", "gptj"): "its parallel block shares one norm between attention and MLP",
+        ("dyt", "falcon"): "its parallel block shares one norm between attention and MLP",
+        ("register", "gemma2"): "it scales its embeddings by sqrt(d_model)"}
+
+
+def check_supported(hf_model: nn.Module, spec: VariantSpec) -> None:
+    """Raise a one-line :class:`MiMassiveError` naming the architecture when a structural part of ``spec``
+    is not built for ``hf_model``'s block layout (see :data:`SUPPORTED`); unknown layouts are left to each part."""
+    from mi_massive.core.loading.toy import plant_family
+
+    try:
+        family = plant_family(hf_model)
+    except MiMassiveError:
+        return
+    for part in ("kv_bias", "dyt", "register"):
+        if getattr(spec, part) and family not in SUPPORTED[part]:
+            why = _WHY.get((part, family), f"supported layouts: {', '.join(SUPPORTED[part])}")
+            raise MiMassiveError(f"variant '{part}' is not available for {type(hf_model).__name__}: {why}")
+
+
 def apply_variant(hf_model: nn.Module, spec: VariantSpec, *, seed: int = 0) -> nn.Module:
     """Add the structural parts of ``spec`` to ``hf_model`` in place (KV bias, DyT, register).
 
     New parameters are drawn from a generator seeded with ``seed`` (same seed -> same parameters).
     TVR is not structural: it is applied by the training loop or :func:`mi_massive.core.variants.tvr_rescale`.
+    A part the architecture does not support is a one-line error (:func:`check_supported`).
     """
+    check_supported(hf_model, spec)
     gen = torch.Generator().manual_seed(seed)
     if spec.kv_bias:
         add_kv_bias(hf_model, init_std=spec.kv_bias_init_std, generator=gen)
