@@ -200,6 +200,8 @@ RayAddressOpt = typer.Option(None, "--ray-address", help="run on an existing Ray
 CpusPerTaskOpt = typer.Option(1.0, "--cpus-per-task", help="CPUs (and torch threads) per unit of work")
 GpusPerTaskOpt = typer.Option(None, "--gpus-per-task", help="GPUs per unit of work (default: from the model's "
                               "size at --dtype; 0 without CUDA)")
+ShardsOpt = typer.Option(1, "--shards", help="split the layers into this many units of work (Ray tasks with --engine "
+                        "ray/auto; the same numbers as one process); resumable per shard")
 
 
 def check_engine(engine: str, ray_address: Optional[str]) -> str:
