@@ -56,8 +56,9 @@ def reference_means(model, corpus, names: Sequence[str], *, batch_size: int = 8,
             sums[name] = sums.get(name, 0) + s
     if counts[1] == 0:
         counts[1] = 1.0  # no position >= 1 anywhere: the rest-class mean is 0 and unused
-    view = (-1,) + (1,) * (next(iter(sums.values())).ndim - 1)
-    return {n: (s / counts.to(device=s.device, dtype=s.dtype).view(view)).float() for n, s in sums.items()}
+    # the class counts broadcast over each hook's own feature shape (hook_z [2, heads, d_head], hook_mlp_out [2, d])
+    return {n: (s / counts.to(device=s.device, dtype=s.dtype).view((-1,) + (1,) * (s.ndim - 1))).float()
+            for n, s in sums.items()}
 
 
 @torch.no_grad()

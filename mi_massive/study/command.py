@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import (BosOpt, CpusPerTaskOpt, DtypeOpt, EngineOpt, GpusPerTaskOpt, RayAddressOpt, SeedOpt,
+from mi_massive.core.cli import (BosOpt, CpusPerTaskOpt, DeviceOpt, DtypeOpt, EngineOpt, GpusPerTaskOpt, RayAddressOpt, SeedOpt,
                                  check_engine, echo_table, out_option, user_errors)
 from mi_massive.errors import MiMassiveError
 
@@ -62,8 +62,7 @@ def study_command(
     seed: int = SeedOpt,
     prepend_bos: Optional[bool] = BosOpt,
     dtype: str = DtypeOpt,
-    device: Optional[str] = typer.Option(None, "--device", help="device inside each unit (default: CUDA if the "
-                                         "unit got a GPU, else CPU)"),
+    device: Optional[str] = DeviceOpt,
     analyses: str = typer.Option("scan,heads,intervene,attribute", "--analyses",
                                  help="comma-separated: scan, heads, intervene, attribute"),
     sets: list[str] = typer.Option([], "--set", help="pass an option to one analysis: ANALYSIS.KEY=VALUE "

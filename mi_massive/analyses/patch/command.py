@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import (CpusPerTaskOpt, EngineOpt, GpusPerTaskOpt, Inputs, MethodOpt, RayAddressOpt,
+from mi_massive.core.cli import (CpusPerTaskOpt, EngineOpt, ShardsOpt, GpusPerTaskOpt, Inputs, MethodOpt, RayAddressOpt,
                                  check_engine, check_positive, command, echo_table, out_option, write_outputs)
 from mi_massive.analyses.patch.run import METRIC_HELP
 from mi_massive.errors import MiMassiveError
@@ -36,8 +36,7 @@ def patch_command(
     components: str = typer.Option("resid_pre,attn_out,mlp_out,head", "--components"),
     backend: str = typer.Option("auto", "--backend", help="auto (= native), native or transformer_lens"),
     method: str = MethodOpt,
-    shards: int = typer.Option(1, "--shards", help="split the layers into this many units of work (Ray tasks with "
-                               "--engine ray/auto; same numbers as one process); resumable per shard"),
+    shards: int = ShardsOpt,
     engine: str = EngineOpt,
     ray_address: Optional[str] = RayAddressOpt,
     cpus_per_task: float = CpusPerTaskOpt,

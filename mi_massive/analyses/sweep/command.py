@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mi_massive.core.cli import (AblationModeOpt, CpusPerTaskOpt, DimOpt, EngineOpt, FiguresOpt, GpusPerTaskOpt, Inputs,
+from mi_massive.core.cli import (AblationModeOpt, CpusPerTaskOpt, DimOpt, EngineOpt, ShardsOpt, FiguresOpt, GpusPerTaskOpt, Inputs,
                                  LayerOpt, MethodOpt, RayAddressOpt, check_engine, command, echo_table, out_option,
                                  write_outputs)
 
@@ -47,8 +47,7 @@ def sweep_command(
     method: str = MethodOpt,
     resume: bool = typer.Option(True, "--resume/--no-resume", help=f"keep partial results in OUT/{PARTIAL} and "
                                 "continue an interrupted run with the same options"),
-    shards: int = typer.Option(1, "--shards", help="split the layers into this many units of work (Ray tasks with "
-                               "--engine ray/auto; same numbers as one process); resumable per shard"),
+    shards: int = ShardsOpt,
     engine: str = EngineOpt,
     ray_address: Optional[str] = RayAddressOpt,
     cpus_per_task: float = CpusPerTaskOpt,
