@@ -102,14 +102,23 @@ class UnitStore:
         return (isinstance(info, dict) and info.get("key") == unit.key
                 and info.get("sha256") == hashlib.sha256(result.read_bytes()).hexdigest())
 
+    def cost(self, unit_id: str) -> dict[str, float]:
+        """What the stored result cost (seconds, memory; see :func:`execute`), {} if unknown."""
+        try:
+            return dict(read_json(self.path(unit_id, ".unit.json")).get("cost") or {})
+        except (MiMassiveError, AttributeError):
+            return {}
+
     def text(self, unit_id: str) -> str:
         return self.path(unit_id).read_text(encoding="utf-8")
 
-    def put(self, unit: Unit, text: str) -> None:
-        """Write the result, then the marker that makes it count (both atomic); clears an old error."""
+    def put(self, unit: Unit, text: str, cost: Mapping[str, float] | None = None) -> None:
+        """Write the result, then the marker that makes it count (both atomic; the marker also keeps what the
+        unit cost, see :func:`execute`); clears an old error."""
         atomic_write_text(self.path(unit.id), text)
         atomic_write_text(self.path(unit.id, ".unit.json"), to_json(
-            {"id": unit.id, "key": unit.key, "fn": unit.fn, "sha256": hashlib.sha256(text.encode()).hexdigest()}))
+            {"id": unit.id, "key": unit.key, "fn": unit.fn, "sha256": hashlib.sha256(text.encode()).hexdigest(),
+             "cost": dict(cost or {}), "finished_utc": utc_now()}))
         self.path(unit.id, ".error.json").unlink(missing_ok=True)
 
     def fail(self, unit: Unit, reason: str) -> None:
@@ -145,17 +154,28 @@ def resolve_function(spec: str) -> Callable[..., str]:
 
 
 def execute(fn: str, kwargs: Mapping[str, Any], need_ids: Sequence[str], threads: int | None,
-            *need_texts: str) -> str:
-    """Run one unit's function (in a Ray worker or here) with ``threads`` torch threads; returns its JSON text."""
+            *need_texts: str) -> tuple[str, dict[str, float]]:
+    """Run one unit's function (in a Ray worker or here) with ``threads`` torch threads; returns its JSON text
+    and what it cost: ``seconds`` (wall), ``peak_rss_mib`` (the process' peak resident memory so far: a
+    reused worker's includes earlier units) and ``cuda_peak_mib`` (peak CUDA memory of this unit, 0 without)."""
+    import resource
+
     import torch
 
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
     try:
-        return resolve_function(fn)(needs=dict(zip(need_ids, need_texts)), **kwargs)
+        text = resolve_function(fn)(needs=dict(zip(need_ids, need_texts)), **kwargs)
     finally:
         torch.set_num_threads(before)
+    return text, {"seconds": round(time.perf_counter() - start, 3),
+                  "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                  "cuda_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else 0.0}
 
 
 def echo(text: str, needs: Mapping[str, str]) -> str:
@@ -274,16 +294,17 @@ def _run_local(todo, by_id, store, report, *, threads, progress, desc, **_):
         for u in todo:
             reason = _blocked_by(u, report)
             if reason is None:
+                cost = None
                 try:
-                    text = execute(u.fn, u.kwargs, list(u.needs), threads or int(u.num_cpus),
-                                   *[store.text(n) for n in u.needs])
+                    text, cost = execute(u.fn, u.kwargs, list(u.needs), threads or int(u.num_cpus),
+                                         *[store.text(n) for n in u.needs])
                 except (MiMassiveError, RuntimeError, ValueError, OSError, MemoryError) as err:
                     if _not_applicable(err) is None:
                         reason = _reason(err)
                     else:
                         text = _na_text(err)
                 if reason is None:
-                    store.put(u, text)
+                    store.put(u, text, cost)
                     report.computed.append(u.id)
             if reason is not None:
                 report.failed[u.id] = reason
@@ -311,13 +332,15 @@ def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address
     try:
         remote = ray.remote(execute)
         refs: dict[str, Any] = {}
+        costs: dict[Any, Any] = {}
         pending: dict[Any, Unit] = {}
         for u in todo:
             args = [refs[n] if n in refs else store.text(n) for n in u.needs]
-            ref = remote.options(num_cpus=u.num_cpus, num_gpus=u.num_gpus, max_retries=1, retry_exceptions=False,
-                                 name=u.id).remote(u.fn, dict(u.kwargs), list(u.needs), threads or int(u.num_cpus),
-                                                   *args)
-            refs[u.id] = ref
+            ref, cost_ref = remote.options(num_cpus=u.num_cpus, num_gpus=u.num_gpus, max_retries=1,
+                                           retry_exceptions=False, name=u.id, num_returns=2).remote(
+                u.fn, dict(u.kwargs), list(u.needs), threads or int(u.num_cpus), *args)
+            refs[u.id] = ref  # dependents get the text alone, straight from the object store
+            costs[ref] = cost_ref
             pending[ref] = u
         bar = _bar(len(todo), progress, desc)
         with bar:
@@ -327,8 +350,9 @@ def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 for ref in ready:
                     u = pending.pop(ref)
+                    cost = None
                     try:
-                        text = ray.get(ref)
+                        text, cost = ray.get(ref), ray.get(costs[ref])
                     except Exception as err:  # any task failure is a result to report, never a crash of the study
                         text = None if _not_applicable(err) is None else _na_text(err)
                         if text is None:
@@ -336,7 +360,7 @@ def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address
                             report.failed[u.id] = reason
                             store.fail(u, reason)
                     if text is not None:
-                        store.put(u, text)
+                        store.put(u, text, cost)
                         report.computed.append(u.id)
                     bar.update(1)
                 bar.set_postfix_str(_status(len(report.computed), len(pending), len(report.failed)))

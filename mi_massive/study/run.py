@@ -9,7 +9,7 @@
 Writes, under ``out``: ``units/<model>/<analysis>.json`` (each analysis' own record, atomically, as it
 finishes; see :mod:`mi_massive.core.units`), ``study.json`` (:class:`StudyRecord`), ``study.html``
 (the table and the depth profiles; offline) and ``last_run.json`` (engine, what was computed / reused /
-failed, seconds, time stamp). Rerunning resumes: only units without a valid result run again. The merged
+failed, seconds, time stamp, and each computed unit's cost: seconds, peak memory). Rerunning resumes: only units without a valid result run again. The merged
 record depends only on the unit results, never on the order they finished in or the engine.
 """
 
@@ -65,7 +65,8 @@ def study(models: Sequence[str], out: str | Path, *, corpus: str = "builtin", n_
     atomic_write_text(out / "study.html", study_page(record))
     write_json(out / "last_run.json", {"finished_utc": utc_now(), "engine": report.engine,
                                         "seconds": round(report.seconds, 3), "computed": report.computed,
-                                        "reused": report.reused, "failed": report.failed})
+                                        "reused": report.reused, "failed": report.failed,
+                                        "costs": {i: store.cost(i) for i in report.computed}})
     return record
 
 
