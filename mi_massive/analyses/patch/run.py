@@ -54,7 +54,7 @@ from mi_massive.errors import MiMassiveError
 from mi_massive.core.hooks.ablation import Patch, patch_hooks, per_row_patch
 from mi_massive.analyses.patch.record import PatchingResult
 from mi_massive.core.provenance import provenance
-from mi_massive.core.engine import record_block_calls, run_blocks_from, run_capture
+from mi_massive.core.engine import final_logits, record_block_calls, run_blocks_from, run_capture
 from mi_massive.core.names import EMBED_HOOK, act_name, resid_names
 from mi_massive.core.stats import token_nll
 
@@ -298,7 +298,7 @@ def _chunk_values(model, metric: PatchMetric, layer, last_layer, hidden, calls, 
     h = acts[resid_last]
     if metric.kind == "logit_diff":
         a, b = metric.tokens
-        logits = model.unembed(model.ln_final(h[:, -1:]))
+        logits = final_logits(model, h[:, -1:])
         return logits[:, 0, a] - logits[:, 0, b]
     # loss: positions before the first changed one keep the corrupted run's NLL (causal)
     first = min(cell[2] for cell in chunk)
@@ -306,7 +306,7 @@ def _chunk_values(model, metric: PatchMetric, layer, last_layer, hidden, calls, 
     cols = [k for k, p in enumerate(read_positions) if p >= first]
     if cols:
         pos = [read_positions[k] for k in cols]
-        logits = model.unembed(model.ln_final(h[:, pos]))  # [r, k, vocab]
+        logits = final_logits(model, h[:, pos])  # [r, k, vocab] (with any output soft-capping)
         target = ids[0, [p + 1 for p in pos]]
         pairs = torch.stack([torch.zeros_like(target), target], 1)  # token_nll scores pairs[:, 1] from logits[:, 0]
         lg = einops.rearrange(logits, "r k v -> (r k) 1 v").expand(-1, 2, -1)
