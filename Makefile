@@ -30,7 +30,10 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not browser"
 
 bench: setup
-	$(PY) benchmarks/bench_scan.py
+	$(PY) benchmarks/bench_devices.py --part cpu
+	$(PY) benchmarks/bench_sweep.py
+	$(PY) benchmarks/bench_patch.py
+	$(PY) benchmarks/bench_study.py --ray
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
