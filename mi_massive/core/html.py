@@ -356,6 +356,18 @@ def log_axis(values: Sequence[float | None], **axis: Any) -> dict[str, Any]:
     return out
 
 
+def integer_axis(count: int, **axis: Any) -> dict[str, Any]:
+    """A plotly axis of whole numbers (blocks, heads): a tick at every integer when there are few
+    (``count`` <= 15), so no ``0.5`` ticks appear; plotly's own spacing otherwise.
+
+    >>> integer_axis(3, title="block")
+    {'title': 'block', 'tick0': 0, 'dtick': 1}
+    >>> integer_axis(30, title="block")
+    {'title': 'block'}
+    """
+    return {**axis, "tick0": 0, "dtick": 1} if count <= 15 else dict(axis)
+
+
 def _tick(value: float) -> str:
     """``1000`` as is, then ``10k``, ``1M``, ``1G``; small values as ``0.01``, ``1e-05``."""
     for size, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):

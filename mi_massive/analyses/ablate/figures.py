@@ -13,6 +13,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from mi_massive.analyses.ablate.record import AblationResult
+from mi_massive.core.html import integer_axis
 
 
 def ablation_figure(res: AblationResult, metric: str) -> go.Figure:
@@ -29,7 +30,8 @@ def ablation_figure(res: AblationResult, metric: str) -> go.Figure:
                                      fill="toself", opacity=0.2, line=dict(width=0), name=f"{cond.name}: null 95%"))
     fig.add_hline(y=0, line=dict(color="#999", dash="dot"))
     fig.update_layout(title=f"Change of {metric} under ablation (ablated - baseline; 95% bootstrap CI, shaded: null 95%)",
-                      xaxis_title="block (0-based)", yaxis_title=f"change of {metric} (residual units)",
+                      xaxis=integer_axis(len({e.layer for c in res.conditions for e in c.effects}), title="block (0-based)"),
+                      yaxis_title=f"change of {metric} (residual units)",
                       template="plotly_white")
     return fig
 

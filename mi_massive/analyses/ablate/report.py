@@ -94,6 +94,8 @@ def condition_fact(name: str, effects: Sequence[Effect], n: int | None = None) -
     >>> e = [Effect("entry p0 d5", l, 100.0, 1.0, -99.0, [-99.5, -98.5], -0.99, [-5.0, 5.0], False) for l in (2, 3)]
     >>> condition_fact("MLP 1 off", e, n=4)
     'MLP 1 off: entry p0 d5 changes by -99.0 (-99.0%, 95% CI -99.5 – -98.5) at block 2, beyond noise at blocks 2-3'
+    >>> condition_fact("MLP 1 off", e, n=1)
+    'MLP 1 off: entry p0 d5 changes by -99.0 (-99.0%, 1 sequence, no CI) at block 2, beyond noise at blocks 2-3'
     """
     lead = headline_effect(effects)
     if lead is None:
@@ -102,8 +104,9 @@ def condition_fact(name: str, effects: Sequence[Effect], n: int | None = None) -
     layers = [e.layer for e in effects if e.metric == lead.metric and beyond_noise(e)]
     noise = "beyond noise" if lead.within_noise is False else "CI excludes 0 (no null run)"
     where = f"block{'s' if len(layers) > 1 else ''} {block_ranges(layers)}"
-    return (f"{name}: {lead.metric} changes by {fmt_signed(lead.mean)} ({fmt_pct(lead.relative)}, 95% CI "
-            f"{fmt_ci(*lead.ci95, n=n)}) at block {lead.layer}, {noise} at {where}")
+    ci = f"95% CI {fmt_ci(*lead.ci95)}" if n is None or n >= 2 else f"{n} sequence, no CI"
+    return (f"{name}: {lead.metric} changes by {fmt_signed(lead.mean)} ({fmt_pct(lead.relative)}, {ci}) "
+            f"at block {lead.layer}, {noise} at {where}")
 
 
 def ablation_view(rec) -> tuple[str, dict[str, str]]:

@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float
 
 from mi_massive.core import safe_html as sh
-from mi_massive.core.html import figure_fragment, plotlyjs_script  # noqa: F401 (re-exported for pages)
+from mi_massive.core.html import figure_fragment, integer_axis, plotlyjs_script  # noqa: F401 (re-exported for pages)
 
 if TYPE_CHECKING:
     from mi_massive.analyses.attention.record import AttentionResult
@@ -138,7 +138,8 @@ def value_norms_figure(norms: Float[torch.Tensor, "layer pos"], tokens: Sequence
                                hovertemplate="block %{y}, position %{x}: %{z:.3f}<extra></extra>"))
     _mark_keys(fig, massive_positions, max(layers) + 0.5 + max(1.0, len(layers) / 30))
     fig.update_layout(title=f"{model_name}: value-vector norm per position (mean over KV heads)",
-                      xaxis=dict(title="position", **_axis_ticks(tokens)), yaxis=dict(title="block (0-based)"),
+                      xaxis=dict(title="position", **_axis_ticks(tokens)),
+                      yaxis=integer_axis(len(layers), title="block (0-based)"),
                       template="plotly_white", height=550, showlegend=bool(massive_positions), legend=LEGEND_ABOVE,
                       margin=dict(t=100))
     return fig
@@ -152,7 +153,8 @@ def sink_share_figure(share: Float[torch.Tensor, "layer head"], *, layers: Seque
                                colorscale="Reds", colorbar=dict(title="share"),
                                hovertemplate="block %{y}, head %{x}: %{z:.3f}<extra></extra>"))
     fig.update_layout(title=f"{model_name}: share of attention to {sh.plotly_label(target)} (mean over queries q >= 1)",
-                      xaxis=dict(title="head", dtick=1), yaxis=dict(title="block (0-based)"), template="plotly_white",
+                      xaxis=dict(title="head", dtick=1), yaxis=integer_axis(len(layers), title="block (0-based)"),
+                      template="plotly_white",
                       height=550)
     return fig
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from mi_massive.analyses.heads.record import HeadScores
+from mi_massive.core.html import integer_axis
 
 
 def head_heatmap(scores: HeadScores, by: str = "first") -> go.Figure:
@@ -21,7 +22,8 @@ def head_heatmap(scores: HeadScores, by: str = "first") -> go.Figure:
     fig = go.Figure(go.Heatmap(z=z, x=list(range(scores.n_heads)), y=list(range(scores.n_layers)),
                                colorscale="Viridis", zmin=0, zmax=1, colorbar=dict(title="attention")))
     fig.update_layout(title=f"Mean attention from queries q >= {scores.min_query} to {what}",
-                      xaxis=dict(title="head", dtick=1), yaxis_title="layer (0-based)", template="plotly_white")
+                      xaxis=dict(title="head", dtick=1), yaxis=integer_axis(scores.n_layers, title="layer (0-based)"),
+                      template="plotly_white")
     return fig
 
 

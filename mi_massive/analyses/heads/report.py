@@ -11,7 +11,7 @@ from mi_massive.analyses.heads.run import heads
 from mi_massive.analyses.heads.record import HeadScores
 from mi_massive.core import safe_html as sh
 from mi_massive.core.corpus import Corpus
-from mi_massive.core.html import figure_fragment, fmt, fmt_ci, table_html
+from mi_massive.core.html import figure_fragment, fmt, fmt_ci, integer_axis, table_html
 
 
 def head_scores_figure(matrix: Sequence[Sequence[float]], *, title: str) -> go.Figure:
@@ -21,7 +21,7 @@ def head_scores_figure(matrix: Sequence[Sequence[float]], *, title: str) -> go.F
     fig = go.Figure(go.Heatmap(z=z, zmin=0, zmax=1, colorscale="Reds", colorbar=dict(title="attention"),
                                hovertemplate="block %{y}, head %{x}: %{z:.3f}<extra></extra>"))
     fig.update_layout(title=sh.plotly_label(title), xaxis=dict(title="head", dtick=1),
-                      yaxis=dict(title="block (0-based)"), template="plotly_white", height=550)
+                      yaxis=integer_axis(len(z), title="block (0-based)"), template="plotly_white", height=550)
     return fig
 
 

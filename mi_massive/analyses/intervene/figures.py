@@ -15,7 +15,7 @@ import math
 
 import plotly.graph_objects as go
 
-from mi_massive.core.html import fmt, log_axis
+from mi_massive.core.html import fmt, integer_axis, log_axis
 
 
 def _model_name(result) -> str:
@@ -56,7 +56,8 @@ def regeneration_figure(result) -> go.Figure:
                 values += list(getattr(prof, kind))
                 fig.add_trace(go.Scatter(x=layers, y=getattr(prof, kind), mode="lines+markers",
                                          name=f"{run.name} [{cls}, {kind}-edit]"))
-    fig.update_layout(title="regeneration: mean |h| at the massive entries per block", xaxis_title="block (0-based)",
+    fig.update_layout(title="regeneration: mean |h| at the massive entries per block",
+                      xaxis=integer_axis(len(layers), title="block (0-based)"),
                       yaxis=log_axis(values, title="mean |h| (log scale)"), template="plotly_white",
                       legend=dict(title="run [positions, read]"))
     return fig

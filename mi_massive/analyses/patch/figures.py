@@ -13,6 +13,7 @@ import math
 import plotly.graph_objects as go
 
 from mi_massive.analyses.patch.record import PatchingResult
+from mi_massive.core.html import fmt
 
 NORMALISATION = "(patched - corrupted) / (clean - corrupted)"
 
@@ -36,10 +37,10 @@ def patching_figure(res: PatchingResult, component: str) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=z, x=x, y=[f"L{l}" for l in range(len(z))], colorscale="RdBu", zmid=0,
                                colorbar=dict(title=dict(text=bar)),
                                hovertemplate="%{y}, %{x}<br>%{z:.4g}<extra></extra>"))
-    fig.update_layout(title=f"Patching {component}, clean → corrupted (metric {res.metric}; clean {res.clean:.4g}, "
-                            f"corrupted {res.corrupted:.4g})", xaxis_title=x_title, yaxis_title="layer (block)",
+    fig.update_layout(title=f"Patching {component}, clean → corrupted (metric {res.metric}; clean {fmt(res.clean)}, "
+                            f"corrupted {fmt(res.corrupted)})", xaxis_title=x_title, yaxis_title="layer (block)",
                       yaxis=dict(autorange="reversed"), template="plotly_white",
-                      height=max(350, 18 * len(z) + 180), margin=dict(b=120))
+                      height=max(450, 18 * len(z) + 180), margin=dict(b=120))  # room for the colour bar's scale
     return fig
 
 

@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Float
 
 from mi_massive.analyses.scan.record import ScanResult
-from mi_massive.core.html import fmt, log_axis
+from mi_massive.core.html import fmt, integer_axis, log_axis
 
 
 def layerwise_figure(result: ScanResult, *, title: str | None = None, kind: str | None = None) -> go.Figure:
@@ -51,7 +51,8 @@ def layerwise_figure(result: ScanResult, *, title: str | None = None, kind: str 
     what = "" if kind in (None, "resid_post") else f" at {kind}"
     fig.update_layout(
         title=title or f"{model}: largest |activation|{what} per layer (mean of {n} sequence{'s' * (n != 1)})",
-        xaxis_title="layer (0-based; -1 = embeddings)", yaxis=log_axis(shown, title="|h| (log scale)"),
+        xaxis=integer_axis(len(x), title="layer (0-based; -1 = embeddings)"),
+        yaxis=log_axis(shown, title="|h| (log scale)"),
         template="plotly_white", legend=dict(title="per layer"),
     )
     return fig

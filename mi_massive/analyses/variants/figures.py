@@ -16,7 +16,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mi_massive.core.html import fmt, log_axis
+from mi_massive.core.html import fmt, integer_axis, log_axis
 
 
 def comparison_figure(comparison, *, title: str | None = None) -> go.Figure:
@@ -54,8 +54,9 @@ def comparison_figure(comparison, *, title: str | None = None) -> go.Figure:
     fig.update_yaxes(range=[0, 1], title_text="attention mass", row=1, col=2)
     losses = [r.eval_loss for r in reports if r.eval_loss is not None]
     fig.update_yaxes(title_text="nats/token", range=[0, 1.2 * max(losses)] if losses else None, row=1, col=3)
-    fig.update_xaxes(title_text="block (0-based)", row=1, col=1)
-    fig.update_xaxes(title_text="block (0-based)", row=1, col=2)
+    n_blocks = max((len(r.top1_per_layer) for r in reports), default=0)
+    fig.update_xaxes(**integer_axis(n_blocks, title_text="block (0-based)"), row=1, col=1)
+    fig.update_xaxes(**integer_axis(n_blocks, title_text="block (0-based)"), row=1, col=2)
     fig.update_xaxes(title_text="variant", row=1, col=3)
     fig.update_layout(title=title, template="plotly_white", height=520, margin=dict(t=120),
                       legend=dict(title="variant"))
