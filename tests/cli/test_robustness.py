@@ -4,7 +4,7 @@ Each case must end as one ``error:`` line with exit code 2 (or behave correctly)
 and must leave the output directory either complete (its manifest says so) or as it was. Most cases run
 in-process through typer's ``CliRunner`` (fast); the ones where a second process, a kill or the real
 console matter run as subprocesses. Training-side cases (checkpoints, variant directories) are in
-``tests/training/test_robustness.py``.
+``tests/training/test_checkpoints_and_variant_dirs.py``.
 """
 
 from __future__ import annotations
