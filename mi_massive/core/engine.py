@@ -33,6 +33,9 @@ class _StopForward(Exception):
 def check_hook_names(model, names: Iterable[str]) -> None:
     """Raise a clear error for a hook name the model does not have."""
     missing = [n for n in names if n not in model.hook_dict]
+    if missing and getattr(model.cfg, "is_visual_model", False):  # mi_massive.core.loading.vit.VisionModel
+        raise MiMassiveError(f"vision model {model.cfg.model_name} has no hook {missing[0]}: it provides "
+                             f"resid_pre, resid_post, attn.hook_pattern and ln_final (scan, heads and intervene apply)")
     if missing:
         raise MiMassiveError(f"unknown hook name(s): {', '.join(missing[:5])}")
 

@@ -27,6 +27,7 @@ from mi_massive.core.names import act_name
 from mi_massive.analyses.ablate.record import AblationResult, Condition, Effect
 from mi_massive.core.provenance import provenance
 from mi_massive.core.engine import iter_corpus
+from mi_massive.core.loading.vit import refuse_vision
 
 KINDS = ("heads", "attention", "mlp", "neurons")
 MIN_NULL = 20
@@ -294,6 +295,7 @@ def ablate(model, corpus: Corpus, *, heads: Any = None, mlps: Any = None, neuron
     sequence, in the metric's units (|h| for ``top1``, signed h for ``entry p{pos} d{dim}``); see
     :func:`run_ablations` and :class:`~mi_massive.analyses.ablate.record.AblationResult`.
     """
+    refuse_vision(model, "ablate", "its ablations hook per-head outputs (hook_z), attention and MLP outputs")
     if 0 < n_null < MIN_NULL or n_null < 0:
         raise MiMassiveError(f"the null needs at least {MIN_NULL} random sets (or 0 to skip it), got {n_null}")
     A.check_mode(mode)

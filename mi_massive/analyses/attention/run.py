@@ -21,6 +21,7 @@ from mi_massive.analyses.attention.record import AttentionResult
 from mi_massive.core.engine import run_capture
 from mi_massive.core.provenance import provenance
 from mi_massive.core.names import act_name
+from mi_massive.core.loading.vit import refuse_vision
 
 
 def _check_indices(kind: str, values: Sequence[int], size: int) -> list[int]:
@@ -100,6 +101,7 @@ def attention(
     """
     from mi_massive.analyses.scan.run import scan, token_strings
 
+    refuse_vision(model, "attention", "it draws one text's attention (use heads for images)")
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     if layers is not None:
         layers = sorted(_check_indices("layer", layers, n_layers))

@@ -21,6 +21,7 @@ from mi_massive.analyses.attribute.record import REFINING, AttributionResult, Se
 from mi_massive.core.provenance import provenance
 from mi_massive.core.engine import iter_corpus
 from mi_massive.core.names import EMBED_HOOK, act_name
+from mi_massive.core.loading.vit import refuse_vision
 
 
 def _weights(model, layer: int, dim: int) -> dict[str, torch.Tensor]:
@@ -126,6 +127,7 @@ def attribute(model, corpus: Corpus, layer: int, position: int, dim: int, *, bat
     Raises :class:`~mi_massive.analyses.attribute.decompose.AttributionMismatch` if any sequence's terms do
     not sum to its residual within ``tolerance`` (relative).
     """
+    refuse_vision(model, "attribute", "the decomposition reads per-head outputs and MLP neurons")
     check_layers(model, [layer])
     if not 0 <= dim < model.cfg.d_model:
         raise MiMassiveError(f"dim {dim} out of range: d_model is {model.cfg.d_model}")

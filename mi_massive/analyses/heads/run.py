@@ -94,3 +94,38 @@ def heads(model, corpus: Corpus, *, massive_positions: Sequence[Sequence[int]] |
 
 
 head_scores = heads  # the name before the layout change
+
+
+def vision_heads(model, corpus: Corpus, *, scan_result=None, min_query: int = 1, batch_size: int = 4,
+                 progress: bool = False, options: dict[str, Any] | None = None) -> dict[str, HeadScores]:
+    """Per head, the attention share paid to each kind of token of a vision transformer: ``cls``, ``registers``
+    (absent without register tokens) and ``massive_patches`` (each image's massive patch positions, from a scan).
+
+    >>> from mi_massive.core.loading.vit import load_vision
+    >>> from mi_massive.core.corpus.images import image_corpus
+    >>> model = load_vision("toy-vit-reg", plant=[(1, 7, 5, 20000.0)])
+    >>> shares = vision_heads(model, image_corpus(model, n_images=2))
+    >>> sorted(shares), shares["massive_patches"].massive_positions, shares["registers"].massive_positions[0]
+    (['cls', 'massive_patches', 'registers'], [[7], [7]], [1, 2, 3, 4])
+
+    Each value is a :class:`~mi_massive.analyses.heads.record.HeadScores` of :func:`heads` whose ``to_massive``
+    is the share (0..1) of attention from queries q >= ``min_query`` to that group (``to_first`` is the CLS share
+    in all three); images without a massive patch have NaN there.
+    """
+    from mi_massive.core.loading.vit import is_vision
+
+    if not is_vision(model):
+        raise MiMassiveError("vision_heads needs a vision model (mi_massive.core.loading.vit.load_vision); use heads")
+    cfg = model.cfg
+    if scan_result is None:
+        from mi_massive.analyses.scan.run import scan
+
+        scan_result = scan(model, corpus, batch_size=batch_size, progress=progress)
+    massive = massive_positions_from_scan(scan_result, len(corpus))
+    groups = {"cls": [[0]] * len(corpus)}
+    if cfg.n_registers:
+        groups["registers"] = [list(range(1, cfg.n_prefix))] * len(corpus)
+    groups["massive_patches"] = [[p for p in ps if p >= cfg.n_prefix] for ps in massive]
+    return {name: heads(model, corpus, massive_positions=sets, min_query=min_query, batch_size=batch_size,
+                        progress=progress, options={"group": name, **(options or {})})
+            for name, sets in groups.items()}

@@ -167,3 +167,45 @@ class InterventionResult(Record):
     def run(self, name: str) -> InterventionRun:
         """The run called ``name`` (e.g. ``"original"``, ``"zero (one layer)"``)."""
         return by_name(self.runs, name, "run")
+
+
+@dataclass
+class VisionRun(Record):
+    """One condition of a vision intervention: the metric per image (``per_image``), its mean and 95% bootstrap CI
+    over images; ``agreement``: share of images whose top class is unchanged (classifier heads only, else None);
+    ``dims``: the dims zeroed / set to their mean (control: random ordinary dims); ``n_edited``: entries edited."""
+
+    name: str
+    mode: str
+    dims: list[int]
+    mean: float
+    ci95: list[float]
+    per_image: list[float]
+    agreement: float | None
+    n_edited: int
+
+
+@dataclass(repr=False)
+class VisionInterventionResult(Record):
+    """Massive entries of a vision transformer set to zero / their calibration mean at their first massive block.
+
+    ``metric``: ``kl`` (a classifier head: KL(p_original || p_edited) of the class distribution, nats per image) or
+    ``rep_change`` (a bare encoder: ||z_edited - z|| / ||z|| of the final normalised CLS representation z, a
+    proxy for the loss change: there is no label to score). ``metric_note`` says which and why. ``targets``:
+    what was edited (dim, block, image index -> positions); ``positions_kind``: how many edited positions are
+    the CLS token, registers and patches. ``runs``: original (0 by definition), zero, mean and the controls.
+    """
+
+    provenance: dict[str, Any]
+    metric: str
+    metric_note: str
+    targets: list[InterventionTarget]
+    positions_kind: dict[str, int]
+    runs: list[VisionRun]
+    notes: list[str] = field(default_factory=list)
+
+    _table = "runs"
+
+    def run(self, name: str) -> VisionRun:
+        """The run called ``name`` (``"original"``, ``"zero"``, ``"mean"``, ``"control 0"``, ...)."""
+        return by_name(self.runs, name, "run")

@@ -34,7 +34,9 @@ from mi_massive.core.hooks.intervention import EntryEdit, control_dims, entry_ed
 from mi_massive.analyses.scan.run import scan
 from mi_massive.core.provenance import provenance
 from mi_massive.analyses.intervene.record import (Calibration, Evaluation, InterventionResult, InterventionRun,
-                                                  InterventionTarget, PplRow)
+                                                  InterventionTarget, PplRow, VisionInterventionResult, VisionRun)
+from mi_massive.core.loading.vit import is_vision
+from mi_massive.core.stats import bootstrap_ci
 from mi_massive.core.names import OTHER, START, act_name, act_pattern, position_class
 from mi_massive.analyses.scan.record import ScanResult
 from mi_massive.core.engine import iter_corpus
@@ -296,8 +298,13 @@ def intervene(
     target: that block and the dims massive there); ``n_control`` random
     ordinary-dim controls (seeds ``seed``, ``seed + 1``, ...); ``variants``: ``one`` (edit block L) and/or
     ``every`` (every block where the dims are massive). Perplexities are exp(nats per token) with
-    ``n_boot``-resample bootstrap CIs over chunks.
+    ``n_boot``-resample bootstrap CIs over chunks. A vision model (:mod:`mi_massive.core.loading.vit`) runs
+    :func:`vision_intervene` instead (one layer; no perplexity) and returns its record.
     """
+    if is_vision(model):  # no next-token loss: the vision study (same targets, means and controls)
+        return vision_intervene(model, eval_corpus, calib_corpus, layer=layer, n_control=n_control, seed=seed,
+                                targets=targets, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
+                                batch_size=batch_size, n_boot=n_boot, options=options)
     check_disjoint(eval_corpus, calib_corpus)
     for v in variants:
         if v not in ("one", "every"):
@@ -421,3 +428,126 @@ def ppl_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({"condition": r["name"], "variant": r["variant"], "ppl": p["ppl"], "ci95": p["ci95"],
                      "ratio": r["ratio_to_original"][0], "ratio_ci95": r["ratio_to_original"][1:]})
     return rows
+
+
+def _vision_metric(model, out: torch.Tensor, ref: torch.Tensor) -> tuple[list[float], list[bool] | None]:
+    """Per image: KL(p_ref || p_out) over the classes (classifier head), else ||z - z_ref|| / ||z_ref|| of the final
+    CLS representation; and whether the top class is unchanged (classifier only)."""
+    if model.cfg.n_classes:
+        logp_ref, logp = torch.log_softmax(ref.double(), -1), torch.log_softmax(out.double(), -1)
+        kl = (logp_ref.exp() * (logp_ref - logp)).sum(-1)
+        return kl.tolist(), (ref.argmax(-1) == out.argmax(-1)).tolist()
+    z_ref, z = ref[:, 0].double(), out[:, 0].double()
+    return ((z - z_ref).norm(dim=-1) / z_ref.norm(dim=-1).clamp_min(1e-30)).tolist(), None
+
+
+def vision_intervene(model, eval_corpus: Corpus, calib_corpus: Corpus, *, layer: int | None = None,
+                     n_control: int = 3, seed: int = 0, targets: str = "each", abs_threshold: float = ABS_THRESHOLD,
+                     rel_threshold: float = REL_THRESHOLD, batch_size: int = 8, n_boot: int = 2000,
+                     options: dict[str, Any] | None = None) -> VisionInterventionResult:
+    """Zero the massive entries of a vision transformer (or set them to their calibration mean) at their first
+    massive block and measure how the output moves; controls zero as many random ordinary dims at the same positions.
+
+    >>> import mi_massive as mm
+    >>> from mi_massive.core.loading.vit import load_vision
+    >>> from mi_massive.core.corpus.images import image_corpus
+    >>> model = load_vision("toy-vit", plant=[(1, 6, 5, 20000.0)])
+    >>> ev, cal = split_corpus(image_corpus(model, n_images=6), 3)
+    >>> r = mm.intervene(model, ev, cal, n_control=1, n_boot=50)
+    >>> r.metric, [(t.dim, t.layer) for t in r.targets], r.positions_kind
+    ('kl', [(5, 1)], {'cls': 0, 'register': 0, 'patch': 3})
+    >>> r.run("original").mean, r.run("zero").mean > r.run("control 0").mean
+    (0.0, True)
+
+    Targets, positions (each evaluation image's own massive positions at the target block, clean run), calibration
+    means (per position class: CLS = position 0, other) and control dims are chosen exactly as in
+    :func:`intervene`. The metric (``VisionInterventionResult.metric``): with a classifier head the KL divergence
+    of the edited class distribution from the original one (nats per image) and the share of unchanged top classes;
+    a bare encoder (DINOv2, CLIP's vision tower) has no loss to score, so the proxy is the relative change of its
+    final normalised CLS representation. A randomly initialised toy has no meaningful accuracy either: these are
+    proxies and the record says so. Means over images with ``n_boot`` bootstrap CIs.
+    """
+    check_disjoint(eval_corpus, calib_corpus)
+    cal_scan = scan(model, calib_corpus, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
+                    batch_size=batch_size, include_embed=False, progress=False)
+    chosen = choose_targets(cal_scan, targets, layer)
+    dims = sorted(d for _, ds in chosen for d in ds)
+    raw_means: dict[tuple[int, str, int], tuple[float, int]] = {}
+    for tl, tdims in chosen:
+        raw_means.update(calibration_means(model, calib_corpus, positions_at(cal_scan, tl, tdims), tdims, [tl],
+                                           batch_size=batch_size))
+    missing: list[str] = []
+    means_by_layer: dict[int, dict[tuple[str, int], float]] = defaultdict(dict)
+    for tl, tdims in chosen:
+        means_by_layer[tl].update(_means_for_layer(raw_means, tl, tdims, missing))
+    pool = set(ordinary_dim_pool(cal_scan, abs_threshold))
+    controls = {s: control_dims(model.cfg.d_model, [d for d in range(model.cfg.d_model) if d not in pool],
+                                len(dims), seed=seed + s) for s in range(n_control)}
+    names = sorted({act_name("resid_post", tl) for tl, _ in chosen})
+    coords: dict[int, Coords] = {}
+    ref: list[torch.Tensor] = []
+    for indices, _ids, mask, out, acts in iter_corpus(model, eval_corpus, names, batch_size=batch_size,
+                                                       need_logits=True, progress=False):
+        ref.append(out.detach().float().cpu())
+        for tl, tdims in chosen:
+            coords.setdefault(tl, {}).update(_detect_positions(acts[act_name("resid_post", tl)], mask, indices, tdims,
+                                                               abs_threshold, rel_threshold))
+    ref_all = torch.cat(ref)
+
+    def split(cdims: list[int]) -> list[list[int]]:
+        out, i = [], 0
+        for _, tdims in chosen:
+            out.append(cdims[i:i + len(tdims)])
+            i += len(tdims)
+        return out
+
+    plan = [("zero", "zero", [(tl, td) for tl, td in chosen]), ("mean", "mean", [(tl, td) for tl, td in chosen])]
+    plan += [(f"control {s}", "zero", [(tl, cd) for (tl, _), cd in zip(chosen, split(c))]) for s, c in controls.items()]
+    metric_kind = "kl" if model.cfg.n_classes else "rep_change"
+    per, agree = _vision_metric(model, ref_all, ref_all)
+    runs = [VisionRun(name="original", mode="none", dims=[], mean=0.0, ci95=[0.0, 0.0], per_image=per,
+                      agreement=1.0 if agree is not None else None, n_edited=0)]
+    for name, mode, tplan in plan:
+        n_edited = 0
+
+        def hooks(indices: range, tplan=tplan, mode=mode):
+            per_layer: dict[int, list[EntryEdit]] = defaultdict(list)
+            for tl, tdims in tplan:
+                bc = _batch_coords(indices, coords.get(tl, {}))
+                per_layer[tl].append(entry_edit(bc, tdims, mode=mode, means=means_by_layer.get(tl)))
+            return layer_hooks({l: _concat(e) for l, e in per_layer.items()})
+        outs = []
+        for indices, _ids, _mask, out, _acts in iter_corpus(model, eval_corpus, [], batch_size=batch_size,
+                                                             fwd_hooks=hooks, need_logits=True, progress=False):
+            outs.append(out.detach().float().cpu())
+            n_edited += sum(len(_batch_coords(indices, coords.get(tl, {}))) * len(td) for tl, td in tplan)
+        values, agree = _vision_metric(model, torch.cat(outs), ref_all)
+        lo, hi = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+        runs.append(VisionRun(name=name, mode=mode, dims=sorted({d for _, td in tplan for d in td}),
+                              mean=float(sum(values) / len(values)), ci95=[lo, hi], per_image=values,
+                              agreement=(sum(agree) / len(agree)) if agree is not None else None, n_edited=n_edited))
+    kinds = {"cls": 0, "register": 0, "patch": 0}
+    for tc in coords.values():
+        for ps in tc.values():
+            for p in ps:
+                kinds[model.tokenizer.kind(p)] += 1
+    note = ("KL(p_original || p_edited) of the classifier's class distribution, nats per image (a randomly "
+            "initialised head: a proxy, not an accuracy)" if metric_kind == "kl" else
+            "||z_edited - z|| / ||z|| of the final normalised CLS representation z (a bare encoder has no loss or "
+            "accuracy to score: a proxy)")
+    target_records = [InterventionTarget(dim=d, layer=tl, last_layer=tl,
+                                         positions={str(s): p for s, p in sorted(coords.get(tl, {}).items())},
+                                         n_positions=sum(len(p) for p in coords.get(tl, {}).values()))
+                      for tl, td in chosen for d in td]
+    notes = [f"Targets ({targets if layer is None else 'layer ' + str(layer)}): "
+             + "; ".join(f"dims {td} at block {tl}" for tl, td in chosen)
+             + ". Each evaluation image's own massive positions at the target block (clean run) are edited at that "
+               "block only; means are per position class (CLS = position 0, other) over disjoint calibration images.",
+             f"Metric: {note}."] + ([f"calibration: {m}" for m in missing])
+    opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "n_control": n_control, "seed": seed,
+            "targets": "layer" if layer is not None else targets, "n_boot": n_boot,
+            "hook": act_pattern("resid_post"), "control_dims": {str(s): c for s, c in controls.items()},
+            **(options or {})}
+    return VisionInterventionResult(provenance=provenance(model, eval_corpus, seed=seed, options=opts),
+                                    metric=metric_kind, metric_note=note, targets=target_records,
+                                    positions_kind=kinds, runs=runs, notes=notes)

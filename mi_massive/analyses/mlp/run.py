@@ -20,6 +20,7 @@ from mi_massive.core.provenance import provenance
 from mi_massive.analyses.mlp.record import Checkpoint, Contributions, MassiveToken, MlpResult, ReconstructionCheck
 from mi_massive.core.names import act_name
 from mi_massive.core.engine import iter_corpus
+from mi_massive.core.loading.vit import refuse_vision
 
 
 def is_gated(model) -> bool:
@@ -202,6 +203,7 @@ def mlp_internals(model, corpus: Corpus, *, layer: int | None = None, dim: int |
     units (``ln2_post.hook_in``); ``massive_mlp_out_mean`` stays the normalised write into the residual
     (a note says so). The MLP input checkpoint follows the architecture (:func:`checkpoint_hooks`).
     """
+    refuse_vision(model, "mlp", "it reads MLP internals (mlp.hook_pre/post, W_out)")
     L = resolve_layer(model, corpus, layer, batch_size=batch_size, abs_threshold=abs_threshold,
                       rel_threshold=rel_threshold)
     cps = checkpoint_hooks(model, L)

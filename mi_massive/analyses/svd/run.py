@@ -15,6 +15,7 @@ from mi_massive.analyses.mlp.run import b_out, capture_layer, mlp_output_hook, r
 from mi_massive.core.provenance import provenance
 from mi_massive.analyses.svd.record import Alignment, Regression, Spectrum, SvdResult
 from mi_massive.core.names import OTHER, START, act_name
+from mi_massive.core.loading.vit import refuse_vision
 
 
 def svd_analysis(model, corpus: Corpus, *, layer: int | None = None, dim: int | None = None, n_boot: int = 1000,
@@ -36,6 +37,7 @@ def svd_analysis(model, corpus: Corpus, *, layer: int | None = None, dim: int | 
     units. ``n_boot`` bootstrap resamples give the R^2 CI; ``max_points`` (h . u_1, y) pairs per class
     are kept for the figure.
     """
+    refuse_vision(model, "svd", "it reads the MLP's W_out and hidden activations")
     L = resolve_layer(model, corpus, layer, batch_size=batch_size, abs_threshold=abs_threshold,
                       rel_threshold=rel_threshold)
     post_name = act_name("post", L)

@@ -18,6 +18,7 @@ from mi_massive.analyses.scan.run import scan
 from mi_massive.core.provenance import provenance
 from mi_massive.analyses.tokens.record import NonInitialEntry, TokenClass, TokensResult, TopToken, WordComparison
 from mi_massive.core.names import act_name
+from mi_massive.core.loading.vit import refuse_vision
 
 TOKEN_CLASSES = ("start", "delimiter", "other")
 
@@ -44,6 +45,7 @@ def tokens_analysis(model, corpus: Corpus, *, layer: int | None = None, occurren
     Rates are fractions with Wilson 95% CIs; ``words`` compares function and content word types on
     ``k`` components of W_out (effect sizes unitless, ``n_boot`` bootstrap resamples for their CIs).
     """
+    refuse_vision(model, "tokens", "its classes are text tokens (delimiters, function and content words)")
     if occurrences < 2:
         raise MiMassiveError("--occurrences must be at least 2 (stability needs pairs)")
     res = scan(model, corpus, abs_threshold=abs_threshold, rel_threshold=rel_threshold, batch_size=batch_size,

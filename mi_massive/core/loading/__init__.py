@@ -73,6 +73,13 @@ def list_models() -> list[dict[str, Any]]:
         rows.append({"name": kind, "installed": True, "path": None,
                      "description": f"random {kind[4:]}-shaped model built in-process (seeded); for tests",
                      "install": None})
+    from mi_massive.core.loading.vit import VISION_TOYS
+
+    for kind in VISION_TOYS:
+        rows.append({"name": kind, "installed": True, "path": None,
+                     "description": "random vision transformer built in-process (seeded): "
+                                    + ("ViT with a 5-way head" if kind == "toy-vit" else "DINOv2 with 4 registers"),
+                     "install": None})
     from mi_massive.core.loading.random import random_model_rows  # random:NAME, real shapes, random weights
 
     return rows + random_model_rows()
@@ -170,6 +177,11 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
+def _is_vision_path(spec: str) -> bool:
+    path = Path(spec).expanduser()
+    return path.is_dir() and (path / "config.json").exists() and _vision_type(path) is not None
+
+
 def _load_hub(name: str, dtype: torch.dtype, placement: Placement | None = None):
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -177,6 +189,11 @@ def _load_hub(name: str, dtype: torch.dtype, placement: Placement | None = None)
     if not _hub_reachable():
         raise MiMassiveError(f"unknown model '{name}': not an alias ({aliases}) or a local path, and the model hub "
                              f"is unreachable (offline)")
+    if _vision_type(name) is not None:  # ViT / DINOv2 (registers) / CLIP / SigLIP: mi_massive.core.loading.vit
+        from mi_massive.core.loading.vit import load_vision
+
+        return load_vision(name, dtype=dtype, device=(placement.device if placement and not placement.sharded
+                                                      else "cpu"))
     try:
         placement = placement or resolve_placement("cpu")
         where = ({"device_map": placement.device_map, "max_memory": placement.max_memory} if placement.sharded
@@ -234,7 +251,24 @@ def load_model(spec: str | Path, *, device: str | None = None, device_map: str |
     return bridge
 
 
+def _vision_type(spec: str | Path) -> str | None:
+    """The ``model_type`` of a vision transformer checkpoint (local dir or hub name), else None."""
+    from mi_massive.core.loading.vit import VISION_MODEL_TYPES
+
+    try:
+        from transformers import AutoConfig
+
+        model_type = AutoConfig.from_pretrained(str(spec)).model_type
+    except Exception:  # noqa: BLE001 (not readable: not a vision model as far as loading goes)
+        return None
+    return model_type if model_type in VISION_MODEL_TYPES else None
+
+
 def _load_placed(spec_str: str, torch_dtype: torch.dtype, seed: int, placement: Placement):
+    from mi_massive.core.loading.vit import VISION_TOYS, load_vision
+
+    if spec_str in VISION_TOYS or (not placement.sharded and _is_vision_path(spec_str)):
+        return load_vision(spec_str, seed=seed, dtype=torch_dtype, device=placement.device)
     if spec_str in TOY_KINDS:
         return load_toy(spec_str, seed=seed, dtype=torch_dtype, placement=placement)
     if spec_str.startswith("random:"):
