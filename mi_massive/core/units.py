@@ -317,15 +317,36 @@ def _status(done: int, running: int, failed: int) -> str:
     return f"done {done}, running/queued {running}, failed {failed}"
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (one line) when ``HOST:PORT`` does not answer: Ray itself retries for minutes."""
+    import socket
+
+    if address == "auto" or address.startswith("ray://") or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as err:
+        raise MiMassiveError(f"cannot reach the Ray cluster at '{address}': "
+                             f"{getattr(err, 'strerror', None) or err}") from None
+
+
 def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address, on_poll):
     import ray
 
     started_here = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}}
+                                  "runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "false",
+                                                               "MI_MASSIVE_KEEP_MODEL": "0"}}}
         if ray_address:
-            ray.init(address=ray_address, **kwargs)
+            _check_reachable(ray_address)
+            try:
+                ray.init(address=ray_address, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                raise MiMassiveError(f"cannot reach the Ray cluster at '{ray_address}': "
+                                     f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}")
         else:
             ray.init(num_cpus=os.cpu_count(), **kwargs)
         started_here = True

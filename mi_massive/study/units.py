@@ -125,7 +125,11 @@ def _load(model: str, dtype: str, device: str | None):
     if _LAST.get("key") == key:
         return _LAST["model"]
     _LAST.clear()
-    bridge = load_model(model, dtype=dtype, device=device)
+    import torch
+
+    # a unit given several GPUs (Ray sets CUDA_VISIBLE_DEVICES to them) shards the model over all of them
+    n_gpus = torch.cuda.device_count() if device is None and torch.cuda.is_available() else 0
+    bridge = load_model(model, dtype=dtype, device=device, n_devices=n_gpus if n_gpus > 1 else None)
     if os.environ.get("MI_MASSIVE_KEEP_MODEL", "1") != "0":  # Ray workers do not keep models between tasks
         _LAST.update(key=key, model=bridge)
     return bridge

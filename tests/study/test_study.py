@@ -165,3 +165,34 @@ def test_study_cli_errors_are_one_line(tmp_path):
         result = runner.invoke(app, ["study", *args, "--out", str(tmp_path / "o")])
         assert result.exit_code == 2, result.output
         assert f"error: " in result.output and msg in result.output and "Traceback" not in result.output
+
+
+def test_the_same_study_runs_on_an_existing_cluster(tmp_path):
+    """``--ray-address HOST:PORT``: a cluster started apart (``ray start --head``) runs the units."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+    port = "6391"
+    env = {**__import__("os").environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    started = subprocess.run([exe, "start", "--head", "--num-cpus=2", f"--port={port}", "--include-dashboard=false",
+                              "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=120)
+    if started.returncode != 0:
+        pytest.skip(f"could not start a Ray head here: {started.stderr.strip().splitlines()[-1:]}")
+    try:
+        result = CliRunner().invoke(app, ["study", "--models", GPT2, "--corpus", "builtin", "--n-samples", "3",
+                                          "--seq-len", "24", "--analyses", "scan,attribute",
+                                          "--ray-address", "auto", "--out", str(tmp_path)])
+    finally:
+        subprocess.run([exe, "stop", "--force"], capture_output=True, env=env, timeout=120)
+    assert result.exit_code == 0, result.output
+    record = load_study(tmp_path)
+    assert record.complete and record.models[0].largest == pytest.approx(3000.0, rel=1e-4)
+    assert json.loads((tmp_path / "last_run.json").read_text())["engine"] == "ray"
+
+
+def test_an_unreachable_cluster_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(app, ["study", "--models", "toy-llama", "--corpus", "builtin", "--n-samples", "2",
+                                      "--seq-len", "8", "--ray-address", "127.0.0.1:1", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "error: cannot reach the Ray cluster at '127.0.0.1:1'" in result.output
