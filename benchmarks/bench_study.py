@@ -55,7 +55,7 @@ def main() -> None:
                     options={"intervene": {"n_calib": args.n_calib}})
     tokens = {"scan": args.n_samples * args.seq_len, "heads": args.n_samples * args.seq_len,
               "attribute": args.n_samples * args.seq_len,
-              "intervene": None}  # intervene: calibration scan + one pass per condition, see the record
+              "intervene": None}  # intervene: two calibration passes (scan, means) + one pass per condition
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         rec = study([args.model], tmp, engine="local", progress=False, **settings)
@@ -63,7 +63,7 @@ def main() -> None:
         run = json.loads((Path(tmp) / "last_run.json").read_text())
         intervene = json.loads((Path(tmp) / "units" / args.model / "intervene.json").read_text())
         n_cond = len(intervene["runs"])
-    tokens["intervene"] = (args.n_calib + args.n_samples * n_cond) * args.seq_len
+    tokens["intervene"] = (2 * args.n_calib + args.n_samples * n_cond) * args.seq_len  # calibration: scan + means
     units = {}
     for uid, cost in run["costs"].items():
         name = uid.split("/")[-1]

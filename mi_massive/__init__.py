@@ -102,6 +102,10 @@ from mi_massive.analyses.variants.record import VariantReport  # noqa: E402
 from mi_massive import figures  # noqa: E402  (mm.figures.layerwise_figure, ...)
 from mi_massive.report import build_report as report  # noqa: E402
 from mi_massive.study import StudyRecord, load_study, study  # noqa: E402
+# vision transformers: ViT / DINOv2 (registers) / CLIP vision towers, generated images
+from mi_massive.core.loading.vit import load_vision  # noqa: E402
+from mi_massive.core.corpus.images import image_corpus, synthetic_images  # noqa: E402
+from mi_massive.analyses.heads.run import vision_heads  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -131,6 +135,8 @@ __all__ = [
     "ScanResult", "SvdResult", "SweepResult", "TokensResult", "VariantComparison", "VariantReport",
     # view
     "figures", "report", "study", "load_study", "StudyRecord",
+    # vision
+    "load_vision", "image_corpus", "synthetic_images", "vision_heads",
 ]
 
 
