@@ -10,13 +10,13 @@ directory and the fix (``$MI_MASSIVE_CACHE``), raised where something has to be 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import time
 from pathlib import Path
 from typing import Iterator
 
+from mi_massive.core.io import sha256_file  # noqa: F401  (re-exported: the loaders' fingerprints)
 from mi_massive.errors import MiMassiveError
 
 CACHE_ENV = "MI_MASSIVE_CACHE"
@@ -83,10 +83,3 @@ def cache_lock(name: str) -> Iterator[None]:
         os.close(fd)
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file's bytes (about 0.2 s for the 98 MB SmolLM2 GGUF)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

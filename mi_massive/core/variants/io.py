@@ -12,7 +12,6 @@ directory (``weights: /etc/passwd`` or ``../x`` is refused) and must have the SH
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -25,20 +24,12 @@ from torch import nn
 
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.loading.specs import VARIANT_CONFIG, parse_dtype
-from mi_massive.core.io import read_json, write_json
+from mi_massive.core.io import read_json, sha256_file, write_json
 from mi_massive.core.variants.build import apply_variant, bridge_variant, detect_structure, unwrap_hf
 from mi_massive.core.variants.spec import VariantSpec
 
 WEIGHTS = "model.safetensors"
 FORMAT_VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_plain(hf: nn.Module) -> None:
@@ -91,7 +82,7 @@ def save_variant(model: nn.Module, path: str | Path, *, spec: VariantSpec, token
     meta = {
         "format_version": FORMAT_VERSION, "variant": spec.to_dict(), "structure": found,
         "architecture": type(hf).__name__, "model_type": hf.config.model_type, "base": base,
-        "dtype": str(first.dtype).replace("torch.", ""), "weights": WEIGHTS, "sha256": _sha256(weights),
+        "dtype": str(first.dtype).replace("torch.", ""), "weights": WEIGHTS, "sha256": sha256_file(weights),
         "bytes": weights.stat().st_size,
         "n_parameters": sum(p.numel() for p in hf.parameters()), "extra": extra or {},
     }
@@ -147,7 +138,7 @@ def checked_weights(folder: str | Path, meta: dict[str, Any]) -> Path:
     if isinstance(meta.get("bytes"), int) and size != meta["bytes"]:
         raise MiMassiveError(f"{weights} has {size:,} bytes, {meta['bytes']:,} were saved (truncated or replaced); "
                              "re-save or retrain the variant")
-    if _sha256(weights) != recorded:
+    if sha256_file(weights) != recorded:
         raise MiMassiveError(f"{weights} does not match the SHA-256 recorded when it was saved (truncated or "
                              "modified); re-save or retrain the variant")
     return weights
