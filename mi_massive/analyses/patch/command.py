@@ -56,7 +56,7 @@ def patch_command(
         raise MiMassiveError("--shards needs the native backend")
     bridge = inputs.load()
     parse_metric(bridge, metric)
-    opts = {"prepend_bos": inputs.prepend_bos, "dtype": inputs.dtype}
+    opts = {"prepend_bos": inputs.prepend_bos, "prepend_bos_source": inputs.prepend_bos_source, "dtype": inputs.dtype}
     out = prepare_out_dir(out)
     if shards > 1:
         from mi_massive.analyses.patch.shard import sharded_patch
