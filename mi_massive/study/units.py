@@ -210,7 +210,8 @@ def intervene_unit(needs: Mapping[str, str], *, model: str, corpus: str, n_sampl
         data, _ = _corpus(bridge, corpus, n_samples + n_calib, seq_len, seed, prepend_bos)
         eval_c, cal_c = split_corpus(data, n_samples)
         try:
-            res = intervene(bridge, eval_c, cal_c, seed=seed, batch_size=_DEFAULT_BATCH["intervene"], **opts,
+            res = intervene(bridge, eval_c, cal_c, seed=seed, batch_size=_DEFAULT_BATCH["intervene"], progress=False,
+                            **opts,
                             options={"dtype": dtype, "corpus": corpus, "calib_corpus": "split"})
         except MiMassiveError as err:
             if str(err).startswith("no massive activation"):

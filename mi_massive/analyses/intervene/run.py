@@ -118,13 +118,13 @@ def _batch_coords(indices: range, coords: Coords) -> list[tuple[int, int]]:
 
 
 def calibration_means(model, corpus: Corpus, coords: Coords, dims: Sequence[int], layers: Sequence[int], *,
-                      batch_size: int = 4) -> dict[tuple[int, str, int], tuple[float, int]]:
+                      batch_size: int = 4, progress: bool = True) -> dict[tuple[int, str, int], tuple[float, int]]:
     """Signed mean of h_l[t, d] over the calibration massive positions x ``dims``: {(layer, class, dim): (mean, n)}."""
     names = [act_name("resid_post", l) for l in layers]
     sums: dict[tuple[int, str, int], float] = defaultdict(float)
     counts: dict[tuple[int, str, int], int] = defaultdict(int)
     for indices, _ids, _mask, _lg, acts in iter_corpus(model, corpus, names, batch_size=batch_size,
-                                                       progress="calibration means"):
+                                                       progress="calibration means" if progress else False):
         for row, pos in _batch_coords(indices, coords):
             for layer, name in zip(layers, names):
                 for d in dims:
@@ -230,7 +230,7 @@ def _eval_run(model, corpus: Corpus, coords: dict[int, Coords], plan: list[tuple
 
     for indices, ids, mask, logits, acts in iter_corpus(model, corpus, _capture_names(model, regen_layers),
                                                          batch_size=batch_size, fwd_hooks=hooks,
-                                                         need_logits=True, progress=label):
+                                                         need_logits=True, progress=label or False):
         if detect is not None:
             for tl, tdims in targets:
                 coords.setdefault(tl, {}).update(_detect_positions(acts[act_name("resid_post", tl)], mask, indices,
@@ -274,6 +274,7 @@ def intervene(
     rel_threshold: float = REL_THRESHOLD,
     batch_size: int = 4,
     n_boot: int = 2000,
+    progress: bool = True,
     options: dict[str, Any] | None = None,
 ) -> InterventionResult:
     """Run the whole intervention study (see the module docstring); returns an :class:`InterventionResult`.
@@ -298,7 +299,8 @@ def intervene(
     target: that block and the dims massive there); ``n_control`` random
     ordinary-dim controls (seeds ``seed``, ``seed + 1``, ...); ``variants``: ``one`` (edit block L) and/or
     ``every`` (every block where the dims are massive). Perplexities are exp(nats per token) with
-    ``n_boot``-resample bootstrap CIs over chunks. A vision model (:mod:`mi_massive.core.loading.vit`) runs
+    ``n_boot``-resample bootstrap CIs over chunks. ``progress``: a labelled bar per pass (False: silent).
+    A vision model (:mod:`mi_massive.core.loading.vit`) runs
     :func:`vision_intervene` instead (one layer; no perplexity) and returns its record.
     """
     if is_vision(model):  # no next-token loss: the vision study (same targets, means and controls)
@@ -310,7 +312,7 @@ def intervene(
         if v not in ("one", "every"):
             raise MiMassiveError(f"unknown variant '{v}' (one, every)")
     cal_scan = scan(model, calib_corpus, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
-                    batch_size=batch_size, include_embed=False, progress=True)
+                    batch_size=batch_size, include_embed=False, progress=progress)
     try:
         chosen = choose_targets(cal_scan, targets, layer)
     except MiMassiveError as err:
@@ -328,7 +330,7 @@ def intervene(
     raw_means: dict[tuple[int, str, int], tuple[float, int]] = {}
     for tl, tdims in chosen:
         raw_means.update(calibration_means(model, calib_corpus, positions_at(cal_scan, tl, tdims), tdims,
-                                           list(range(tl, lasts[tl] + 1)), batch_size=batch_size))
+                                           list(range(tl, lasts[tl] + 1)), batch_size=batch_size, progress=progress))
     missing: list[str] = []
     means_by_layer: dict[int, dict[tuple[str, int], float]] = defaultdict(dict)
     for tl, tdims in chosen:
@@ -359,7 +361,7 @@ def intervene(
     runs = []
     for name, mode, variant, tplan in plan:
         rec = _eval_run(model, eval_corpus, coords, tplan, "zero" if mode == "none" else mode,
-                        means_by_layer, regen_layers, chosen, batch_size, name,
+                        means_by_layer, regen_layers, chosen, batch_size, name if progress else "",
                         detect=(abs_threshold, rel_threshold) if mode == "none" else None)
         est = ppl_with_ci(rec["nll_sums"], rec["counts"], n_boot=n_boot, seed=seed)
         runs.append({"name": name, "mode": mode, "variant": variant,
