@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,31 +223,7 @@ def out_option(what: str = "", *, help: str | None = None):
     return typer.Option(..., "--out", "-o", help=help or f"output directory ({what})", parser=_out_path)
 
 
-MAX_INDEX = 100_000  # no model has this many layers or heads: a larger index is refused before any range is expanded
-
-
-def parse_index_list(value: str | None, option: str) -> list[int] | None:
-    """CLI lists of layers/heads (``"5"``, ``"5,11"``, ``"0-3,7"``) -> sorted unique ints; None stays None.
-
-    >>> parse_index_list("0-3,7", "--layers")
-    [0, 1, 2, 3, 7]
-    >>> parse_index_list("0-999999999", "--layers")
-    Traceback (most recent call last):
-    ...
-    mi_massive.errors.MiMassiveError: --layers '0-999999999': 999,999,999 is out of range (indices stop below 100,000; the model's own bound is checked after loading)
-
-    Every number is bounds-checked before a range is expanded (``0-999999999`` would build a billion-item
-    list); the exact bound (the model's layers or heads) is checked once the model is loaded.
-    """
-    from mi_massive.core.targets import parse_index_list as parse
-
-    if value is not None:
-        for part in re.split(r"[,\s]+", value):
-            for number in re.findall(r"\d+", part):
-                if int(number) >= MAX_INDEX:
-                    raise MiMassiveError(f"{option} '{part}': {int(number):,} is out of range (indices stop below "
-                                         f"{MAX_INDEX:,}; the model's own bound is checked after loading)")
-    return parse(value, option)
+from mi_massive.core.targets import MAX_INDEX, parse_index_list  # noqa: E402,F401  (the CLI's --layers/--heads lists)
 
 
 def write_outputs(out, json_name: str, record, figures: dict | None = None) -> list:

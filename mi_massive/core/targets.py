@@ -208,12 +208,28 @@ def parse_neurons(neurons: Any, *, allow_empty: bool = False) -> dict[int, list[
     return {layer: sorted(out[layer]) for layer in sorted(out)}
 
 
+MAX_INDEX = 100_000  # no model has this many layers or heads: a larger index is refused before any range is expanded
+
+
 def parse_index_list(value: str | None, option: str) -> list[int] | None:
     """CLI form of :func:`parse_layers`: ``"5"``, ``"5,11"``, ``"0-3,7"`` -> sorted unique ints; None stays None.
 
     >>> parse_index_list("0-3,7", "--layers")
     [0, 1, 2, 3, 7]
+    >>> parse_index_list("0-999999999", "--layers")
+    Traceback (most recent call last):
+    ...
+    mi_massive.errors.MiMassiveError: --layers '0-999999999': 999,999,999 is out of range (indices stop below 100,000; the model's own bound is checked after loading)
+
+    Every number is bounds-checked before a range is expanded (``0-999999999`` would build a billion-item
+    list); the exact bound (the model's layers or heads) is checked once the model is loaded.
     """
+    if value is not None:
+        for part in re.split(r"[,\s]+", value):
+            for number in re.findall(r"\d+", part):
+                if int(number) >= MAX_INDEX:
+                    raise MiMassiveError(f"{option} '{part}': {int(number):,} is out of range (indices stop below "
+                                         f"{MAX_INDEX:,}; the model's own bound is checked after loading)")
     return parse_layers(value, option=option)
 
 
