@@ -354,6 +354,8 @@ class Inputs:
 
     def resolve_bos(self, model) -> bool:
         """Resolve ``--prepend-bos/--no-prepend-bos`` once for ``model`` (printed on stderr); returns the bool."""
+        if self.prepend_bos_source is None and getattr(model.cfg, "is_visual_model", False):
+            self.prepend_bos, self.prepend_bos_source = False, "images"  # no BOS in an image's token sequence
         if self.prepend_bos_source is None:
             choice = announce_bos(model, self.prepend_bos)
             self.prepend_bos, self.prepend_bos_source = choice.prepend_bos, choice.source

@@ -53,3 +53,15 @@ def heads_command(
     else:
         typer.echo(f"(no lowest-heads table: all {len(ranked)} heads are listed above)")
     write_outputs(out, "heads.json", res, {stem: (lambda fig=fig: fig) for stem, fig in figures(res).items()})
+    from mi_massive.core.loading.vit import is_vision
+
+    if is_vision(bridge) and bridge.cfg.n_registers:  # a ViT with registers: the share each head pays them
+        from mi_massive.analyses.heads.run import vision_heads
+
+        reg = vision_heads(bridge, data, batch_size=inputs.batch_size, groups=("registers",),
+                           options={"prepend_bos": False, "dtype": inputs.dtype})["registers"]
+        top = sorted((h for h in reg.heads if h.to_massive is not None), key=lambda h: -h.to_massive)[:top_k]
+        typer.echo(f"highest {len(top)} heads by attention to the {bridge.cfg.n_registers} register tokens:")
+        echo_table(["head", "to registers", "to CLS"], [[f"L{h.layer}H{h.head}", _fmt(h.to_massive), _fmt(h.to_first)]
+                                                      for h in top])
+        write_outputs(out, "heads_registers.json", reg)

@@ -97,7 +97,8 @@ head_scores = heads  # the name before the layout change
 
 
 def vision_heads(model, corpus: Corpus, *, scan_result=None, min_query: int = 1, batch_size: int = 4,
-                 progress: bool = False, options: dict[str, Any] | None = None) -> dict[str, HeadScores]:
+                 progress: bool = False, groups: Sequence[str] = ("cls", "registers", "massive_patches"),
+                 options: dict[str, Any] | None = None) -> dict[str, HeadScores]:
     """Per head, the attention share paid to each kind of token of a vision transformer: ``cls``, ``registers``
     (absent without register tokens) and ``massive_patches`` (each image's massive patch positions, from a scan).
 
@@ -110,22 +111,25 @@ def vision_heads(model, corpus: Corpus, *, scan_result=None, min_query: int = 1,
 
     Each value is a :class:`~mi_massive.analyses.heads.record.HeadScores` of :func:`heads` whose ``to_massive``
     is the share (0..1) of attention from queries q >= ``min_query`` to that group (``to_first`` is the CLS share
-    in all three); images without a massive patch have NaN there.
+    in all three); images without a massive patch have NaN there. ``groups``: which of the three to compute.
     """
     from mi_massive.core.loading.vit import is_vision
 
     if not is_vision(model):
         raise MiMassiveError("vision_heads needs a vision model (mi_massive.core.loading.vit.load_vision); use heads")
     cfg = model.cfg
-    if scan_result is None:
-        from mi_massive.analyses.scan.run import scan
+    sets: dict[str, list[list[int]]] = {}
+    if "cls" in groups:
+        sets["cls"] = [[0]] * len(corpus)
+    if "registers" in groups and cfg.n_registers:
+        sets["registers"] = [list(range(1, cfg.n_prefix))] * len(corpus)
+    if "massive_patches" in groups:
+        if scan_result is None:
+            from mi_massive.analyses.scan.run import scan
 
-        scan_result = scan(model, corpus, batch_size=batch_size, progress=progress)
-    massive = massive_positions_from_scan(scan_result, len(corpus))
-    groups = {"cls": [[0]] * len(corpus)}
-    if cfg.n_registers:
-        groups["registers"] = [list(range(1, cfg.n_prefix))] * len(corpus)
-    groups["massive_patches"] = [[p for p in ps if p >= cfg.n_prefix] for ps in massive]
-    return {name: heads(model, corpus, massive_positions=sets, min_query=min_query, batch_size=batch_size,
+            scan_result = scan(model, corpus, batch_size=batch_size, progress=progress)
+        massive = massive_positions_from_scan(scan_result, len(corpus))
+        sets["massive_patches"] = [[p for p in ps if p >= cfg.n_prefix] for ps in massive]
+    return {name: heads(model, corpus, massive_positions=s, min_query=min_query, batch_size=batch_size,
                         progress=progress, options={"group": name, **(options or {})})
-            for name, sets in groups.items()}
+            for name, s in sets.items()}

@@ -77,6 +77,9 @@ def scan_command(
     figs = None
     if figures:
         figs = {stem: (lambda fig=fig: fig) for stem, fig in scan_figures(result).items()}
-        if feature_view_layer(result) is not None:  # the 3-D view shows a block output
+        from mi_massive.core.loading.vit import is_vision
+
+        # the 3-D view shows a block output on a sentence (not for an image model)
+        if feature_view_layer(result) is not None and not is_vision(bridge):
             figs["feature_3d"] = feature_3d
     write_outputs(out, "scan.json", result, figs)

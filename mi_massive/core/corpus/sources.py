@@ -198,9 +198,27 @@ def wikitext_corpus(model_or_tokenizer: Any, split: str = "test", *, n_samples: 
                     seed=seed, prepend_bos=prepend_bos, prepend_bos_source=prepend_bos_source, source=source)
 
 
+IMAGES = "images"
+
+
 def load_corpus(model_or_tokenizer: Any, name_or_path: str, *, n_samples: int = 8, seq_len: int = 256,
                 seed: int = 0, prepend_bos: bool | str | None = "auto", prepend_bos_source: str | None = None) -> Corpus:
-    """Resolve a corpus name (``builtin``, ``wikitext-2[:split]``) or a text-file path."""
+    """Resolve a corpus name (``builtin``, ``wikitext-2[:split]``, ``images`` for a vision model) or a text-file path.
+
+    ``images``: ``n_samples`` generated images (:func:`mi_massive.core.corpus.images.image_corpus`; ``seed``
+    picks them, ``seq_len`` and BOS do not apply). A vision model takes only ``images``.
+    """
+    vision = bool(getattr(getattr(model_or_tokenizer, "cfg", None), "is_visual_model", False))
+    if name_or_path == IMAGES or vision:
+        if not vision:
+            raise MiMassiveError("corpus 'images' is for vision models (toy-vit, toy-vit-reg, ViT/DINOv2/CLIP); "
+                                 "this model reads text")
+        if name_or_path != IMAGES:
+            raise MiMassiveError(f"a vision model reads images, not '{name_or_path}': use --corpus images "
+                                 "(generated images; no download)")
+        from mi_massive.core.corpus.images import image_corpus
+
+        return image_corpus(model_or_tokenizer, n_images=n_samples, seed=seed)
     kwargs = dict(n_samples=n_samples, seq_len=seq_len, seed=seed, prepend_bos=prepend_bos,
                   prepend_bos_source=prepend_bos_source)
     if name_or_path == BUILTIN:
