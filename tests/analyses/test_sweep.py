@@ -101,3 +101,25 @@ def test_sweep_command_resumes_and_ranks(tmp_path):
     assert not (tmp_path / "s" / "sweep.partial.json").exists()  # removed once complete
     r = runner.invoke(app, [*args[:-1], str(tmp_path / "m"), "--mode", "resample"])
     assert r.exit_code == 2 and "zero or mean" in r.output
+
+
+def test_same_seed_same_bytes_except_time(tmp_path):
+    """The wall time lives with the time stamp in provenance; everything else of sweep.json is reproducible."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mi_massive.cli import app
+
+    texts = []
+    for run in ("a", "b"):
+        r = CliRunner().invoke(app, ["sweep", "--model", "toy-gpt2", "--corpus", "builtin", "--n-samples", "2",
+                                     "--seq-len", "8", "--layer", "2", "--dim", "5", "--no-figures",
+                                     "--out", str(tmp_path / run)])
+        assert r.exit_code == 0, r.output
+        data = json.loads((tmp_path / run / "sweep.json").read_text())
+        assert "seconds" not in data and data["provenance"]["timing"]["seconds"] > 0
+        for key in ("created_utc", "timing"):
+            data["provenance"].pop(key)
+        texts.append(json.dumps(data, sort_keys=True))
+    assert texts[0] == texts[1]

@@ -23,7 +23,8 @@ class SweepResult(Record):
     value) and optionally ``loss`` (mean next-token cross-entropy, nats). ``effect[layer][head][metric]``
     = mean over sequences of values - baseline. ``mlp_values[layer][sequence][metric]`` /
     ``mlp_effect[layer][metric]``: the same with the MLP of that layer ablated (None without ``mlps``).
-    ``mode``: zero or mean; ``method``: fast or naive (same numbers); ``seconds``: wall time.
+    ``mode``: zero or mean; ``method``: fast or naive (same numbers). The wall time is kept with the time
+    stamp in ``provenance["timing"]["seconds"]`` (``seconds``), so a rerun writes the same numbers.
     """
 
     provenance: dict[str, Any]
@@ -33,15 +34,26 @@ class SweepResult(Record):
     baseline: list[list[float]]
     values: list[list[list[list[float]]]]
     effect: list[list[list[float]]]
-    seconds: float
     mlp_values: list[list[list[float]]] | None = None
     mlp_effect: list[list[float]] | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        """Wall time of the sweep (s), from ``provenance["timing"]``."""
+        return (self.provenance.get("timing") or {}).get("seconds")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SweepResult":
+        if isinstance(data, dict) and "seconds" in data:  # files from before the timing moved into provenance
+            data = {k: v for k, v in data.items() if k != "seconds"}
+            data["provenance"] = {**data.get("provenance", {}), "timing": {"seconds": data.get("seconds")}}
+        return super().from_dict(data)
 
     def ranked(self, metric: int = 0, top: int | None = None) -> list[dict[str, Any]]:
         """Heads (and MLPs) ordered by |effect| on metric ``metric`` (index into ``metric_names``), largest first.
 
         >>> rec = SweepResult(provenance={}, metric_names=["m"], mode="zero", method="fast", baseline=[[10.0]],
-        ...                   values=[], effect=[[[-1.0], [-8.0]]], seconds=0.0, mlp_effect=[[3.0]])
+        ...                   values=[], effect=[[[-1.0], [-8.0]]], mlp_effect=[[3.0]])
         >>> [(r["component"], r["effect"]) for r in rec.ranked()]
         [('L0H1', -8.0), ('MLP 0', 3.0), ('L0H0', -1.0)]
 

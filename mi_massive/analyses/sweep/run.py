@@ -247,9 +247,10 @@ def sweep(
             mv[layer, s:s + v.shape[0]] = v
         mlp_values, mlp_effect = mv.tolist(), (mv - baseline[None]).mean(1).tolist()
     return SweepResult(
-        provenance=provenance(model, corpus, options={k: v for k, v in options.items() if k != "corpus"}),
+        provenance={**provenance(model, corpus, options={k: v for k, v in options.items() if k != "corpus"}),
+                    "timing": {"seconds": time.perf_counter() - start}},
         metric_names=metric_names, mode=mode, method=method, baseline=baseline.tolist(), values=values.tolist(),
-        effect=effect.tolist(), seconds=time.perf_counter() - start, mlp_values=mlp_values, mlp_effect=mlp_effect,
+        effect=effect.tolist(), mlp_values=mlp_values, mlp_effect=mlp_effect,
     )
 
 

@@ -82,11 +82,11 @@ def merge_shards(parts: Sequence[SweepResult], n_layers: int) -> SweepResult:
         raise MiMassiveError("sweep shards do not cover every layer exactly once")
     baseline = tensor(first.baseline)
     provenance = {**first.provenance, "options": {**first.provenance["options"], "layers": list(range(n_layers)),
-                                                  "shards": len(parts)}}
+                                                  "shards": len(parts)},
+                  "timing": {"seconds": max(p.seconds or 0.0 for p in parts)}}
     return SweepResult(provenance=provenance, metric_names=first.metric_names, mode=first.mode, method=first.method,
                        baseline=first.baseline, values=values.tolist(),
                        effect=(values - baseline[None, None]).mean(2).tolist(),
-                       seconds=max(p.seconds for p in parts),
                        mlp_values=None if mlp_values is None else mlp_values.tolist(),
                        mlp_effect=None if mlp_values is None else (mlp_values - baseline[None]).mean(1).tolist())
 
