@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mi_massive.core import safe_html as sh
-from mi_massive.core.html import figure_fragment, plotlyjs_script, table_html
+from mi_massive.core.html import figure_fragment, log_axis, plotlyjs_script, table_html
 from mi_massive.study.record import ModelRow, StudyRecord
 
 
@@ -55,7 +55,7 @@ def _row(row: ModelRow) -> list[Any]:
     return [row.model, row.architecture or "\u2014", _params(row.n_params), _bos(row), present, first,
             ", ".join(map(str, row.dims[:4])) + (" ..." if len(row.dims) > 4 else "") or "\u2014",
             _sig(row.largest), _sig(row.largest_ratio), ", ".join(map(str, row.positions)) or "\u2014",
-            " | ".join(sh.display_token(t) for t in row.tokens) or "\u2014",
+            ", ".join(repr(sh.display_token(t)) for t in row.tokens) or "\u2014",
             _ratio(row.ppl_zero, row.ppl_zero_ci95), _ratio(row.ppl_mean, row.ppl_mean_ci95), heads, writer,
             ", ".join(row.missing) or ""]
 
@@ -63,6 +63,11 @@ def _row(row: ModelRow) -> list[Any]:
 HEADER = ["model", "architecture", "parameters", "BOS", "massive", "first block", "dims", "largest |h|",
           "x median", "positions", "tokens", "PPL x orig., zero (95% CI)", "PPL x orig., mean (95% CI)",
           "top sink heads (share to pos 0)", "main writer (share)", "missing"]
+
+
+# the table is wide: the page uses the whole window, cells do not wrap (the table scrolls sideways instead)
+STYLE = ("<style>body { max-width: none; } .scroll table { font-size: .86em; } "
+         ".scroll td { white-space: nowrap; } .scroll th { vertical-align: bottom; }</style>")
 
 
 def study_table(record: StudyRecord) -> list[list[Any]]:
@@ -80,9 +85,10 @@ def profiles_figure(record: StudyRecord) -> go.Figure:
             fig.add_trace(go.Scatter(x=p.relative_depth, y=ys, mode="lines+markers", name=p.model,
                                      legendgroup=p.model, showlegend=col == 1, line={"color": colour}),
                           row=1, col=col)
-    for col in (1, 2):
+    for col, values in ((1, [v for p in record.profiles for v in p.top1]),
+                        (2, [v for p in record.profiles for v in p.median])):
         fig.update_xaxes(title_text="relative depth (block / (n_layers - 1))", range=[-0.02, 1.02], row=1, col=col)
-        fig.update_yaxes(title_text="|h| (residual units, log scale)", type="log", row=1, col=col)
+        fig.update_yaxes(**log_axis(values, title="|h| (residual units, log scale)"), row=1, col=col)
     fig.update_layout(title="Layer-wise profiles of all models", height=480, legend={"title": "model"},
                       margin={"t": 90})
     return fig
@@ -95,7 +101,7 @@ def study_page(record: StudyRecord) -> str:
     failed = [[u.id, u.status, u.reason or ""] for u in record.units if u.status != "done"]
     corpus = (f"corpus {s.get('corpus')}, {s.get('n_samples')} sequences x {s.get('seq_len')} tokens, "
               f"seed {s.get('seed')}, dtype {s.get('dtype')}")
-    body = [f"<h1>Massive activations across {len(record.models)} model(s)</h1>",
+    body = [STYLE, f"<h1>Massive activations across {len(record.models)} model(s)</h1>",
             f'<p class="muted">{sh.text(corpus)}. PPL ratios: perplexity with the massive entries set to zero / to '
             f"their mean at their first massive block, over the original; intervals are paired bootstrap 95% CIs "
             f"over chunks. Each model's full results are in units/&lt;model&gt;/&lt;analysis&gt;.json.</p>",

@@ -576,3 +576,33 @@ def test_the_checks_catch_bad_figures(chromium, tmp_path):
     assert "overlap: subplot title" in found["crowded"]
     assert "clipped text" in found["clipped"]
     assert "no visible bar" in found["flat"]
+
+
+def test_study_page_renders_offline_and_cleanly(chromium, tmp_path):
+    """``study.html``: the cross-model table (a hostile model name shown literally) and the overlaid profiles."""
+    from mi_massive.study.page import study_page
+    from mi_massive.study.record import DepthProfile, HeadShare, ModelRow, StudyRecord, UnitState
+
+    rows = [ModelRow(model=HOSTILE, folder="m", architecture="LlamaForCausalLM", n_params=134_515_008, n_layers=30,
+                     prepend_bos=False, bos_source="auto", has_massive=True, first_layer=11, dims=[507, 247],
+                     largest=24924.0, largest_ratio=14422.0, positions=[0], tokens=["n", " of"], ppl_zero=1.5e5,
+                     ppl_zero_ci95=[8.8e4, 2.4e5], ppl_mean=0.992, ppl_mean_ci95=[0.981, 1.0],
+                     top_heads=[HeadShare("L18H8", 0.998)], writer="MLP11", writer_share=0.99),
+            ModelRow(model="toy", folder="toy", n_layers=3, has_massive=False, missing=["intervene"])]
+    profiles = [DepthProfile(model=HOSTILE, relative_depth=[i / 29 for i in range(30)],
+                             top1=[30.0] * 11 + [24000.0] * 19, median=[0.5 + i / 3 for i in range(30)]),
+                DepthProfile(model="toy", relative_depth=[0.0, 0.5, 1.0], top1=[0.1, 0.12, 0.14],
+                             median=[0.02, 0.021, 0.022])]
+    record = StudyRecord(settings={"corpus": "builtin", "n_samples": 4, "seq_len": 64, "seed": 0, "dtype": "float32"},
+                         models=rows, profiles=profiles,
+                         units=[UnitState("m/scan", "done"), UnitState("toy/intervene", "failed", "killed: x")])
+    page = tmp_path / "study.html"
+    page.write_text(study_page(record), encoding="utf-8")
+    res = open_page(page, shots=_shots_dir(tmp_path, "study"))
+    s = res["summary"]
+    assert res["ready"] and not res["errors"], res["errors"][:5]
+    assert not [u for u in res["requests"] if not u.startswith(ALLOWED_SCHEMES)]
+    assert s["plotly_divs"] == 1 and s["plotly_rendered"] >= 1
+    assert not s["pwned"] and not s["injected_h1"] and s["img_onerror"] == 0
+    assert HOSTILE in s["text"] and "killed: x" in s["text"] and "24,924" in s["text"]
+    _check_shots(res, n_figures=1)
