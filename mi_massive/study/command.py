@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,10 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
 
     >>> parse_sets(["intervene.n_control=1", "intervene.targets=earliest"])
     {'intervene': {'n_control': 1, 'targets': 'earliest'}}
+    >>> parse_sets(["scan.abs_threshold=nan"])
+    Traceback (most recent call last):
+    ...
+    mi_massive.errors.MiMassiveError: --set 'scan.abs_threshold=nan': the value must be a finite number
     """
     out: dict[str, dict] = {}
     for item in items:
@@ -30,7 +35,11 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
             parsed = json.loads(value)
         except json.JSONDecodeError:
             parsed = value
-        if isinstance(parsed, float) and parsed != parsed or parsed in (float("inf"), float("-inf")):
+        try:
+            number = float(parsed) if isinstance(parsed, (int, float, str)) and not isinstance(parsed, bool) else 0.0
+        except ValueError:
+            number = 0.0  # text that is not a number (e.g. targets=earliest)
+        if not math.isfinite(number):
             raise MiMassiveError(f"--set '{item}': the value must be a finite number")
         out.setdefault(analysis, {})[name] = parsed
     return out

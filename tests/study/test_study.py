@@ -161,7 +161,10 @@ def test_study_cli_errors_are_one_line(tmp_path):
                                                              "heads needs the scan"),
                       (["--models", "toy-llama", "--set", "scan.bogus=1"], "not an option of scan"),
                       (["--models", "toy-llama", "--engine", "spark"], "--engine must be"),
-                      (["--models", "toy-llama,toy-llama"], "listed twice")):
+                      (["--models", "toy-llama,toy-llama"], "listed twice"),
+                      (["--models", "toy-llama", "--set", "intervene.n_control=nan"], "finite number"),
+                      (["--models", "toy-llama", "--cpus-per-task", "0"], "--cpus-per-task must be"),
+                      (["--models-file", str(tmp_path / "missing.txt")], "cannot read --models-file")):
         result = runner.invoke(app, ["study", *args, "--out", str(tmp_path / "o")])
         assert result.exit_code == 2, result.output
         assert f"error: " in result.output and msg in result.output and "Traceback" not in result.output
