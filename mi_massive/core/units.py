@@ -298,7 +298,7 @@ def _run_local(todo, by_id, store, report, *, threads, progress, desc, **_):
                 try:
                     text, cost = execute(u.fn, u.kwargs, list(u.needs), threads or int(u.num_cpus),
                                          *[store.text(n) for n in u.needs])
-                except (MiMassiveError, RuntimeError, ValueError, OSError, MemoryError) as err:
+                except Exception as err:  # as on Ray: a failed unit is reported with its reason; the rest go on
                     if _not_applicable(err) is None:
                         reason = _reason(err)
                     else:
