@@ -57,7 +57,9 @@ class NotApplicable(MiMassiveError):
 @dataclass(frozen=True)
 class Unit:
     """One unit of work: ``id`` (a relative path such as ``smollm2-135m/scan``), ``fn`` (``module:function``),
-    ``kwargs`` (JSON data), ``needs`` (ids whose results it reads), resources ``num_cpus`` / ``num_gpus``."""
+    ``kwargs`` (JSON data), ``needs`` (ids whose results it reads), resources ``num_cpus`` / ``num_gpus``, and
+    ``group`` (e.g. the model: with ``share_groups`` the group's units run one after another in one Ray actor,
+    which keeps the model it loaded; the result, and so the key, does not depend on it)."""
 
     id: str
     fn: str
@@ -65,6 +67,7 @@ class Unit:
     needs: tuple[str, ...] = ()
     num_cpus: float = 1.0
     num_gpus: float = 0.0
+    group: str | None = None  # units that may share one worker (and its loaded model) with share_groups=True
 
     @property
     def key(self) -> str:
@@ -217,13 +220,16 @@ def _bar(total: int, progress: bool, desc: str):
 
 def run_units(units: Sequence[Unit], store: UnitStore, *, engine: str = "auto", ray_address: str | None = None,
               threads: int | None = None, progress: bool = True, desc: str = "units",
-              on_poll: Callable[[dict[str, Any]], None] | None = None, log: Callable[[str], None] | None = None
-              ) -> UnitsReport:
+              on_poll: Callable[[dict[str, Any]], None] | None = None, log: Callable[[str], None] | None = None,
+              share_groups: bool = False) -> UnitsReport:
     """Run every unit not already done in ``store`` (see the module doc); returns a :class:`UnitsReport`.
 
     ``units`` must list a unit after the units it needs. ``threads``: torch threads per unit (default:
     its ``num_cpus``). ``on_poll(running)`` is called while Ray runs, with {id: ObjectRef} of the units
     submitted and not finished (for monitoring, or a test that kills one). ``log``: where one-line notes go.
+    ``share_groups`` (Ray): one actor per unit ``group`` runs that group's units in order and keeps the model it
+    loaded (a model is loaded once instead of once per unit; an actor that dies fails its remaining units,
+    which a rerun resumes). Locally the engine always reuses the last loaded model.
     """
     if engine not in ENGINES:
         raise MiMassiveError(f"unknown engine '{engine}'; use {', '.join(ENGINES)}")
@@ -254,7 +260,7 @@ def run_units(units: Sequence[Unit], store: UnitStore, *, engine: str = "auto", 
     if todo:
         runner = _run_ray if engine == "ray" else _run_local
         runner(todo, by_id, store, report, threads=threads, progress=progress, desc=desc,
-               ray_address=ray_address, on_poll=on_poll)
+               ray_address=ray_address, on_poll=on_poll, share_groups=share_groups)
     order = {u.id: i for i, u in enumerate(units)}
     report.computed.sort(key=order.__getitem__)
     report.failed = dict(sorted(report.failed.items(), key=lambda kv: order[kv[0]]))
@@ -332,7 +338,18 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
                              f"{getattr(err, 'strerror', None) or err}") from None
 
 
-def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address, on_poll):
+class GroupWorker:
+    """A Ray actor running one group's units in order in one process (which keeps the model it loaded)."""
+
+    def __init__(self):
+        os.environ["MI_MASSIVE_KEEP_MODEL"] = "1"
+
+    def run(self, fn: str, kwargs: Mapping[str, Any], need_ids: Sequence[str], threads: int | None,
+            *need_texts: str) -> tuple[str, dict[str, float]]:
+        return execute(fn, kwargs, need_ids, threads, *need_texts)
+
+
+def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address, on_poll, share_groups=False):
     import ray
 
     started_here = False
@@ -355,11 +372,25 @@ def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address
         refs: dict[str, Any] = {}
         costs: dict[Any, Any] = {}
         pending: dict[Any, Unit] = {}
+        actors: dict[str, Any] = {}
+        left: dict[str, int] = {}
+        if share_groups:
+            worker = ray.remote(GroupWorker)
+            for u in todo:
+                if u.group is not None:
+                    left[u.group] = left.get(u.group, 0) + 1
+            for group in left:
+                members = [u for u in todo if u.group == group]
+                actors[group] = worker.options(num_cpus=max(u.num_cpus for u in members),
+                                               num_gpus=max(u.num_gpus for u in members), max_restarts=0).remote()
         for u in todo:
             args = [refs[n] if n in refs else store.text(n) for n in u.needs]
-            ref, cost_ref = remote.options(num_cpus=u.num_cpus, num_gpus=u.num_gpus, max_retries=1,
-                                           retry_exceptions=False, name=u.id, num_returns=2).remote(
-                u.fn, dict(u.kwargs), list(u.needs), threads or int(u.num_cpus), *args)
+            call = (u.fn, dict(u.kwargs), list(u.needs), threads or int(u.num_cpus), *args)
+            if u.group in actors:
+                ref, cost_ref = actors[u.group].run.options(name=u.id, num_returns=2).remote(*call)
+            else:
+                ref, cost_ref = remote.options(num_cpus=u.num_cpus, num_gpus=u.num_gpus, max_retries=1,
+                                               retry_exceptions=False, name=u.id, num_returns=2).remote(*call)
             refs[u.id] = ref  # dependents get the text alone, straight from the object store
             costs[ref] = cost_ref
             pending[ref] = u
@@ -383,6 +414,10 @@ def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address
                     if text is not None:
                         store.put(u, text, cost)
                         report.computed.append(u.id)
+                    if u.group in actors:
+                        left[u.group] -= 1
+                        if not left[u.group]:  # the group is finished: free its worker (and the model it holds)
+                            ray.kill(actors.pop(u.group))
                     bar.update(1)
                 bar.set_postfix_str(_status(len(report.computed), len(pending), len(report.failed)))
     finally:

@@ -80,6 +80,9 @@ def study_command(
     ray_address: Optional[str] = RayAddressOpt,
     cpus_per_task: float = CpusPerTaskOpt,
     gpus_per_task: Optional[float] = GpusPerTaskOpt,
+    share_models: bool = typer.Option(False, "--share-models/--no-share-models", help="Ray: run each model's "
+                                      "analyses in one worker that loads the model once (faster for big models; "
+                                      "a worker that dies fails that model's remaining units)"),
     out: Path = out_option("study.json, study.html, units/<model>/<analysis>.json"),
 ) -> None:
     """Scan, sink heads, zero/mean interventions and attribution for every model; one cross-model table."""
@@ -94,7 +97,7 @@ def study_command(
                    prepend_bos=prepend_bos, dtype=dtype, device=device,
                    analyses=[a.strip() for a in analyses.split(",") if a.strip()], options=parse_sets(sets),
                    engine=engine, ray_address=ray_address,
-                   cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
+                   cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, share_models=share_models,
                    log=lambda line: typer.echo(line, err=True))
     from mi_massive.study.page import study_table
 

@@ -36,7 +36,8 @@ def study(models: Sequence[str], out: str | Path, *, corpus: str = "builtin", n_
           device: str | None = None, analyses: Sequence[str] = ANALYSES,
           options: dict[str, dict[str, Any]] | None = None, engine: str = "auto", ray_address: str | None = None,
           cpus_per_task: float = 1.0, gpus_per_task: float | None = None, gpu_memory_gib: float = 80.0,
-          progress: bool = True, on_poll: Callable[[dict[str, Any]], None] | None = None,
+          share_models: bool = False, progress: bool = True,
+          on_poll: Callable[[dict[str, Any]], None] | None = None,
           log: Callable[[str], None] | None = None) -> StudyRecord:
     """Run (or resume) a study of ``models`` into ``out`` and return its :class:`StudyRecord` (module doc).
 
@@ -44,7 +45,9 @@ def study(models: Sequence[str], out: str | Path, *, corpus: str = "builtin", n_
     ``{"intervene": {"n_control": 1}}``. ``engine``: ``auto`` (Ray when installed), ``ray`` or ``local``;
     ``ray_address``: ``auto`` or ``HOST:PORT`` of a running cluster (default: an embedded local Ray).
     ``cpus_per_task`` / ``gpus_per_task``: each unit's Ray resources (and torch threads); GPUs default
-    to what the model needs at ``dtype`` on GPUs of ``gpu_memory_gib`` (0 without CUDA).
+    to what the model needs at ``dtype`` on GPUs of ``gpu_memory_gib`` (0 without CUDA). ``share_models``
+    (Ray): each model's units run in one worker that loads the model once (loading dominates big studies;
+    see docs/scaling.md) instead of one task per unit; the results are the same.
     """
     settings = StudySettings(models=list(models), corpus=corpus, n_samples=n_samples, seq_len=seq_len, seed=seed,
                              prepend_bos=prepend_bos, dtype=dtype, device=device, analyses=list(analyses),
@@ -57,7 +60,7 @@ def study(models: Sequence[str], out: str | Path, *, corpus: str = "builtin", n_
     store = UnitStore(out / UNITS_DIR)
     report = run_units(units, store, engine=engine, ray_address=ray_address, progress=progress,
                        desc=f"study: {len(settings.models)} model(s) x {len(settings.analyses)} analyses",
-                       on_poll=on_poll, log=log)
+                       on_poll=on_poll, log=log, share_groups=share_models)
     record = merge(settings, store, units)
     record.save(out / "study.json")
     from mi_massive.study.page import study_page

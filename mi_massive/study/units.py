@@ -107,7 +107,7 @@ def plan_units(settings: StudySettings, gpus: Mapping[str, float] | None = None)
                 id=f"{slugs[spec]}/{name}", fn=f"mi_massive.study.units:{name}_unit",
                 kwargs={"model": spec, **base, "options": dict(settings.options.get(name, {}))},
                 needs=(f"{slugs[spec]}/scan",) if name in NEEDS_SCAN else (),
-                num_cpus=settings.num_cpus, num_gpus=(gpus or {}).get(spec, 0.0)))
+                num_cpus=settings.num_cpus, num_gpus=(gpus or {}).get(spec, 0.0), group=slugs[spec]))
     return units
 
 

@@ -199,3 +199,14 @@ def test_an_unreachable_cluster_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["study", "--models", "toy-llama", "--corpus", "builtin", "--n-samples", "2",
                                       "--seq-len", "8", "--ray-address", "127.0.0.1:1", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "error: cannot reach the Ray cluster at '127.0.0.1:1'" in result.output
+
+
+def test_shared_model_workers_give_the_same_bytes(ray_study, tmp_path):
+    """``share_models``: one Ray actor per model runs its units in order with the model loaded once."""
+    out_full, _ = ray_study
+    record = study(MODELS, tmp_path, **COMMON, options=OPTIONS, engine="ray", share_models=True, progress=False)
+    assert record.complete
+    assert (tmp_path / "study.json").read_bytes() == (out_full / "study.json").read_bytes()
+    costs = json.loads((tmp_path / "last_run.json").read_text())["costs"]
+    # the same worker ran the model's units in plan order: scan (which loaded the model) first, then the others
+    assert set(costs) == {u.id for u in record.units}
