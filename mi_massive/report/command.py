@@ -35,6 +35,12 @@ def report_command(
         raise MiMassiveError(f"--out {out} is a file; give a directory")
     if results is not None and not results.is_dir():
         raise MiMassiveError(f"--results {results} is not a directory")
+    if results is not None:  # earlier results read from a directory whose last run did not finish cleanly
+        from mi_massive.core.io import MANIFEST, check_out_dir
+
+        problems = [p for p in check_out_dir(results, hashes=False) if not p.startswith(f"no {MANIFEST}")]
+        for problem in problems[:3]:
+            typer.echo(f"warning: --results {results}: {problem}", err=True)
     bridge = inputs.load()
     data = inputs.make_corpus(bridge)
     opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "batch_size": inputs.batch_size,

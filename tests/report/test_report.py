@@ -138,3 +138,24 @@ def test_report_computes_writers_and_removal_on_a_planted_toy(tmp_path):
     assert "h1[pos 0, dim 5] = 1000 is written mainly by MLP1 (100% of it)" in record["summary"]["writers"]
     assert "MLP 1 off" in record["summary"]["removal"] and "beyond noise" in record["summary"]["removal"]
     assert {"heads", "attribution", "ablation"} <= set(paths)
+
+
+def test_results_from_an_unfinished_run_are_flagged(tmp_path):
+    """``report --results DIR`` whose manifest says the last run did not complete: a warning line, the report goes on."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mi_massive.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["heads", "-m", "toy-llama", "--text", "hello there friend", "-o",
+                               str(tmp_path / "r")]).exit_code == 0
+    manifest = tmp_path / "r" / "mi_massive_manifest.json"
+    data = json.loads(manifest.read_text())
+    data["status"] = "running"
+    manifest.write_text(json.dumps(data))
+    r = runner.invoke(app, ["report", "-m", "toy-llama", "--text", "hello there", "--results", str(tmp_path / "r"),
+                            "-o", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "warning: --results" in r.output and "is running: its outputs may be mixed" in r.output
