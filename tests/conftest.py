@@ -20,6 +20,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_WIKITEXT = REPO.parent / "shared" / "data" / "wikitext-2"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny toys (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): one thread is
+    faster, and two spin against each other on a loaded 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def toy_gpt2():
     """Random toy GPT-2 bridge (3 layers, d=64, 4 heads), seed 0."""

@@ -540,13 +540,7 @@ def write_matrix(rows: dict[str, dict[str, str]], path: Path = DOC) -> str:
     return text
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Toys are tiny: one thread is faster, and two spin against each other on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny toys (tests/conftest.py)
 
 
 @pytest.mark.parametrize("kind", TOY_KINDS)

@@ -20,12 +20,7 @@ from mi_massive.errors import MiMassiveError
 PLANTS = {"toy-vit": (1, 6, 5, 20000.0), "toy-vit-reg": (1, 7, 5, 20000.0)}  # (layer, position, dim, value)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny toys (tests/conftest.py)
 
 
 def _hf(kind: str, plant=None, seed: int = 0):
