@@ -304,7 +304,8 @@ def open_page(path: Path, timeout: float = 90.0, shots: Path | None = None) -> d
     With ``shots`` (a folder): also a PNG per plotly figure and per page section there, and per
     figure the facts of :data:`FIGURES_JS` plus the pixel statistics of its PNG (``figures``, ``pages``).
     """
-    with tempfile.TemporaryDirectory(prefix="mi-chromium-") as profile:
+    # chromium helper processes may still write into the profile as it exits: never fail on its cleanup
+    with tempfile.TemporaryDirectory(prefix="mi-chromium-", ignore_cleanup_errors=True) as profile:
         log = open(Path(profile) / "stderr.log", "wb")
         proc = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
