@@ -43,7 +43,8 @@ RESULTS = HERE / "results" / "devices.json"
 MEMORY_CHILD = r"""
 import json, os, resource, sys, time
 import torch
-torch.set_num_threads(int(sys.argv[4]))
+if int(sys.argv[4]):  # 0: torch's default thread count
+    torch.set_num_threads(int(sys.argv[4]))
 import mi_massive as mm
 n, L, bs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) or None
 m = mm.load_model("smollm2-135m")

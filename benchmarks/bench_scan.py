@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,19 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "scan.json"
 
-MEMORY_CHILD = r"""
-import json, resource, sys, time
-import mi_massive as mm
-n, L, bs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) or None
-m = mm.load_model("smollm2-135m")
-c = mm.builtin_corpus(m, n_samples=n, seq_len=L, seed=0)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-t = time.perf_counter(); r = mm.scan(m, c, batch_size=bs, progress=False); dt = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"rss_after_load_mib": base, "peak_rss_mib": peak, "scan_seconds": dt,
-                  "batch_size": bs or c.auto_batch_size(),
-                  "first_layer": r.summary["first_layer"]}))
-"""
+# the peak-memory child and the subprocess runner are bench_devices.py's (this folder is on sys.path when run)
+from bench_devices import MEMORY_CHILD, child  # noqa: E402
 
 LOAD_CHILD = r"""
 import json, time
@@ -46,14 +33,6 @@ m = mi_massive.load_model("smollm2-135m")
 t2 = time.perf_counter()
 print(json.dumps({"import_seconds": t1 - t0, "load_seconds": t2 - t1}))
 """
-
-
-def child(code: str, *args: str, env: dict | None = None) -> dict:
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=7200)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def bench_time(n: int, seq_len: int, batch_size: int, repeats: int) -> dict:
@@ -113,7 +92,7 @@ def main() -> None:
         out["load"] = bench_load()
         print("load:", json.dumps(out["load"]))
     if "memory" not in args.skip:
-        mem = child(MEMORY_CHILD, str(args.n_samples), str(args.seq_len), str(args.batch_size))
+        mem = child(MEMORY_CHILD, str(args.n_samples), str(args.seq_len), str(args.batch_size), "0")
         out["memory"] = {**mem, "tokens": f"{args.n_samples} x {args.seq_len}", "target_peak_mib": 2048}
         print("memory:", json.dumps(out["memory"]))
     if "time" not in args.skip:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from mi_massive.core.io import atomic_write_text, read_json, to_json, utc_now
+from mi_massive.core.io import atomic_write_text, read_json, sha256_file, to_json, utc_now
 from mi_massive.errors import MiMassiveError
 
 ENGINES = ("auto", "ray", "local")
@@ -102,8 +102,7 @@ class UnitStore:
             info = read_json(meta)
         except MiMassiveError:
             return False
-        return (isinstance(info, dict) and info.get("key") == unit.key
-                and info.get("sha256") == hashlib.sha256(result.read_bytes()).hexdigest())
+        return isinstance(info, dict) and info.get("key") == unit.key and info.get("sha256") == sha256_file(result)
 
     def cost(self, unit_id: str) -> dict[str, float]:
         """What the stored result cost (seconds, memory; see :func:`execute`), {} if unknown."""
@@ -194,11 +193,16 @@ def ray_available() -> bool:
     return True
 
 
+def _root_cause(err: BaseException) -> BaseException:
+    """The original exception behind a Ray error (Ray wraps it and keeps it as ``cause``)."""
+    while (cause := getattr(err, "cause", None)) is not None and cause is not err:
+        err = cause
+    return err
+
+
 def _reason(err: BaseException) -> str:
     """One line saying why a unit failed (a Ray error unwrapped to its cause)."""
-    cause = getattr(err, "cause", None)
-    if cause is not None and cause is not err:
-        return _reason(cause)
+    err = _root_cause(err)
     kind = type(err).__name__
     text = str(err).strip().splitlines()
     if kind == "TaskCancelledError":
@@ -256,10 +260,9 @@ def run_units(units: Sequence[Unit], store: UnitStore, *, engine: str = "auto", 
             report.reused.append(u.id)
         else:
             todo.append(u)
-    by_id = {u.id: u for u in units}
     if todo:
         runner = _run_ray if engine == "ray" else _run_local
-        runner(todo, by_id, store, report, threads=threads, progress=progress, desc=desc,
+        runner(todo, store, report, threads=threads, progress=progress, desc=desc,
                ray_address=ray_address, on_poll=on_poll, share_groups=share_groups)
     order = {u.id: i for i, u in enumerate(units)}
     report.computed.sort(key=order.__getitem__)
@@ -268,25 +271,9 @@ def run_units(units: Sequence[Unit], store: UnitStore, *, engine: str = "auto", 
     return report
 
 
-def _not_applicable(err: BaseException) -> NotApplicable | None:
-    """The NotApplicable behind ``err`` (Ray wraps it: its ``cause`` holds the original), else None."""
-    cause = getattr(err, "cause", None)
-    if cause is not None and cause is not err:
-        return _not_applicable(cause)
-    return err if isinstance(err, NotApplicable) else None
-
-
-def _na_text(err: BaseException) -> str:
-    return to_json({"not_applicable": str(_not_applicable(err)).strip().splitlines()[0]})
-
-
-def not_applicable_reason(text: str) -> str | None:
-    """The reason stored by a unit that did not apply (None for a real result)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return data.get("not_applicable") if isinstance(data, dict) and len(data) == 1 else None
+def not_applicable_reason(result: Any) -> str | None:
+    """The reason stored by a unit that did not apply (``result``: its parsed JSON); None for a real result."""
+    return result.get("not_applicable") if isinstance(result, dict) and len(result) == 1 else None
 
 
 def _blocked_by(unit: Unit, report: UnitsReport) -> str | None:
@@ -294,27 +281,39 @@ def _blocked_by(unit: Unit, report: UnitsReport) -> str | None:
     return f"not run: needs {bad[0]}, which failed" if bad else None
 
 
-def _run_local(todo, by_id, store, report, *, threads, progress, desc, **_):
+def _fail(unit: Unit, store: UnitStore, report: UnitsReport, reason: str) -> None:
+    report.failed[unit.id] = reason
+    store.fail(unit, reason)
+
+
+def _settle(unit: Unit, store: UnitStore, report: UnitsReport, text: str | None = None,
+            cost: Mapping[str, float] | None = None, err: BaseException | None = None) -> None:
+    """Record how one unit ended (both engines): its result; ``{"not_applicable": reason}`` when it raised
+    :class:`NotApplicable`; else a failure with its one-line reason."""
+    if err is not None:
+        cause = _root_cause(err)
+        if not isinstance(cause, NotApplicable):
+            _fail(unit, store, report, _blocked_by(unit, report) or _reason(err))
+            return
+        text, cost = to_json({"not_applicable": str(cause).strip().splitlines()[0]}), None
+    store.put(unit, text, cost)
+    report.computed.append(unit.id)
+
+
+def _run_local(todo, store, report, *, threads, progress, desc, **_):
     bar = _bar(len(todo), progress, desc)
     with bar:
         for u in todo:
-            reason = _blocked_by(u, report)
-            if reason is None:
-                cost = None
+            if (blocked := _blocked_by(u, report)) is not None:
+                _fail(u, store, report, blocked)
+            else:
                 try:
                     text, cost = execute(u.fn, u.kwargs, list(u.needs), threads or int(u.num_cpus),
                                          *[store.text(n) for n in u.needs])
                 except Exception as err:  # as on Ray: a failed unit is reported with its reason; the rest go on
-                    if _not_applicable(err) is None:
-                        reason = _reason(err)
-                    else:
-                        text = _na_text(err)
-                if reason is None:
-                    store.put(u, text, cost)
-                    report.computed.append(u.id)
-            if reason is not None:
-                report.failed[u.id] = reason
-                store.fail(u, reason)
+                    _settle(u, store, report, err=err)
+                else:
+                    _settle(u, store, report, text, cost)
             bar.set_postfix_str(_status(len(report.computed), 0, len(report.failed)))
             bar.update(1)
 
@@ -334,8 +333,13 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             return
     except (OSError, ValueError) as err:
-        raise MiMassiveError(f"cannot reach the Ray cluster at '{address}': "
-                             f"{getattr(err, 'strerror', None) or err}") from None
+        raise _unreachable(address, getattr(err, "strerror", None) or err) from None
+
+
+def _unreachable(address: str, why: Any) -> MiMassiveError:
+    text = str(why).strip()
+    return MiMassiveError(f"cannot reach the Ray cluster at '{address}': "
+                          f"{text.splitlines()[0] if text else type(why).__name__}")
 
 
 class GroupWorker:
@@ -349,7 +353,7 @@ class GroupWorker:
         return execute(fn, kwargs, need_ids, threads, *need_texts)
 
 
-def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address, on_poll, share_groups=False):
+def _run_ray(todo, store, report, *, threads, progress, desc, ray_address, on_poll, share_groups=False):
     import ray
 
     started_here = False
@@ -362,8 +366,7 @@ def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address
             try:
                 ray.init(address=ray_address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as err:
-                raise MiMassiveError(f"cannot reach the Ray cluster at '{ray_address}': "
-                                     f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}")
+                raise _unreachable(ray_address, err) from None
         else:
             ray.init(num_cpus=os.cpu_count(), **kwargs)
         started_here = True
@@ -402,18 +405,12 @@ def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 for ref in ready:
                     u = pending.pop(ref)
-                    cost = None
                     try:
                         text, cost = ray.get(ref), ray.get(costs[ref])
                     except Exception as err:  # any task failure is a result to report, never a crash of the study
-                        text = None if _not_applicable(err) is None else _na_text(err)
-                        if text is None:
-                            reason = _blocked_by(u, report) or _reason(err)
-                            report.failed[u.id] = reason
-                            store.fail(u, reason)
-                    if text is not None:
-                        store.put(u, text, cost)
-                        report.computed.append(u.id)
+                        _settle(u, store, report, err=err)
+                    else:
+                        _settle(u, store, report, text, cost)
                     if u.group in actors:
                         left[u.group] -= 1
                         if not left[u.group]:  # the group is finished: free its worker (and the model it holds)
@@ -423,3 +420,37 @@ def _run_ray(todo, by_id, store, report, *, threads, progress, desc, ray_address
     finally:
         if started_here:
             ray.shutdown()
+
+
+# ------------------------------------------------------------------ one analysis split over layers
+def layer_shards(n_layers: int, shards: int) -> list[list[int]]:
+    """``n_layers`` split into ``shards`` contiguous, nearly equal groups (no empty group).
+
+    >>> layer_shards(10, 3)
+    [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    """
+    shards = max(1, min(shards, n_layers))
+    size, extra = divmod(n_layers, shards)
+    out, start = [], 0
+    for i in range(shards):
+        stop = start + size + (1 if i < extra else 0)
+        out.append(list(range(start, stop)))
+        start = stop
+    return out
+
+
+def run_layer_shards(store: UnitStore, fn: str, what: str, *, n_layers: int, shards: int,
+                     kwargs: Mapping[str, Any], engine: str = "auto", ray_address: str | None = None,
+                     num_cpus: float = 1.0, num_gpus: float = 0.0, progress: bool = True,
+                     log: Callable[[str], None] | None = None) -> tuple[list[list[int]], list[Path]]:
+    """Run ``fn`` once per layer group (``kwargs`` plus ``layers=``; units ``shard-000``, ... in ``store``,
+    resumable) and return the groups and their result files; a failed shard is a one-line error naming ``what``."""
+    groups = layer_shards(n_layers, shards)
+    units = [Unit(id=f"shard-{i:03d}", fn=fn, kwargs={**kwargs, "layers": layers}, num_cpus=num_cpus,
+                  num_gpus=num_gpus) for i, layers in enumerate(groups)]
+    report = run_units(units, store, engine=engine, ray_address=ray_address, progress=progress,
+                       desc=f"{what}: {len(units)} shards", log=log)
+    if report.failed:
+        uid, reason = next(iter(report.failed.items()))
+        raise MiMassiveError(f"{what} shard {uid} failed: {reason} (rerun to resume the missing shards)")
+    return groups, [store.path(u.id) for u in units]

@@ -91,21 +91,17 @@ def gpus_needed(spec: str, settings: StudySettings) -> float:
     return float(max(1, math.ceil(1.2 * n * bytes_per / (settings.gpu_memory_gib * 2**30))))
 
 
-def _load(store: UnitStore, unit_id: str, record_type):
-    return record_type.from_dict(json.loads(store.text(unit_id)))
-
-
 def merge(settings: StudySettings, store: UnitStore, units) -> StudyRecord:
     """The study record from whatever unit results ``store`` holds (deterministic: model and analysis order)."""
     from mi_massive.analyses.registry import get
 
     states, rows, profiles = [], [], []
-    done = {u.id for u in units if store.done(u)}
-    na = {i: r for i in done if (r := not_applicable_reason(store.text(i))) is not None}
+    results = {u.id: json.loads(store.text(u.id)) for u in units if store.done(u)}  # each result read once
+    na = {i: r for i, data in results.items() if (r := not_applicable_reason(data)) is not None}
     for u in units:
         if u.id in na:
             states.append(UnitState(id=u.id, status="n/a", reason=na[u.id], file=f"{UNITS_DIR}/{u.id}.json"))
-        elif u.id in done:
+        elif u.id in results:
             states.append(UnitState(id=u.id, status="done", file=f"{UNITS_DIR}/{u.id}.json"))
         else:
             states.append(UnitState(id=u.id, status="failed", reason=store.error(u.id) or "not run"))
@@ -114,10 +110,11 @@ def merge(settings: StudySettings, store: UnitStore, units) -> StudyRecord:
         row = ModelRow(model=spec, folder=slug)
         recs = {}
         for name in settings.analyses:
-            if f"{slug}/{name}" in na:
+            uid = f"{slug}/{name}"
+            if uid in na:
                 continue
-            if f"{slug}/{name}" in done:
-                recs[name] = _load(store, f"{slug}/{name}", get(name).record)
+            if uid in results:
+                recs[name] = get(name).record.from_dict(results[uid])
             else:
                 row.missing.append(name)
         if "scan" in recs:
@@ -130,7 +127,7 @@ def merge(settings: StudySettings, store: UnitStore, units) -> StudyRecord:
             _fill_intervene(row, recs["intervene"])
         if "attribute" in recs:
             att = recs["attribute"]
-            top = att.top(1, kinds=("embed", "pos_embed", "head", "attn_bias", "mlp"))
+            top = att.top_terms(1)
             if top:
                 row.writer = top[0].label
                 row.writer_share = top[0].value / att.residual if att.residual else None

@@ -136,12 +136,23 @@ def _load(model: str, dtype: str, device: str | None):
 
 
 def _corpus(bridge, corpus: str, n_samples: int, seq_len: int, seed: int, prepend_bos: bool | None):
+    """The corpus as the analysis' own command builds it; BOS resolved here for this model (None: its tokenizer's
+    convention), so building it warns nothing (the choice is recorded in the corpus)."""
     from mi_massive.core.bos import resolve_bos
     from mi_massive.core.corpus import load_corpus
 
     choice = resolve_bos(bridge, prepend_bos)
     return load_corpus(bridge, corpus, n_samples=n_samples, seq_len=seq_len, seed=seed,
-                       prepend_bos=choice.prepend_bos, prepend_bos_source=choice.source), choice
+                       prepend_bos=choice.prepend_bos, prepend_bos_source=choice.source)
+
+
+def _scan_of(needs: Mapping[str, str]):
+    """The model's scan, which a unit that needs it receives as JSON text."""
+    import json
+
+    from mi_massive.analyses.scan.record import ScanResult
+
+    return ScanResult.from_dict(json.loads(next(iter(needs.values()))))
 
 
 def _n_params(bridge) -> int:
@@ -156,38 +167,25 @@ def _text(record) -> str:
 def scan_unit(needs: Mapping[str, str], *, model: str, corpus: str, n_samples: int, seq_len: int, seed: int,
               prepend_bos: bool | None, dtype: str, device: str | None, options: Mapping[str, Any]) -> str:
     """``mi-massive scan`` of one model (its record's JSON; ``options.n_params`` added for the study table)."""
-    import warnings
-
     from mi_massive.analyses.scan.run import scan
-    from mi_massive.core.bos import BosWarning
 
     bridge = _load(model, dtype, device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BosWarning)
-        data, _ = _corpus(bridge, corpus, n_samples, seq_len, seed, prepend_bos)
-        res = scan(bridge, data, progress=False, **options,
-                   options={"prepend_bos": data.prepend_bos, "dtype": dtype, "n_params": _n_params(bridge)})
+    data = _corpus(bridge, corpus, n_samples, seq_len, seed, prepend_bos)
+    res = scan(bridge, data, progress=False, **options,
+               options={"prepend_bos": data.prepend_bos, "dtype": dtype, "n_params": _n_params(bridge)})
     return _text(res)
 
 
 def heads_unit(needs: Mapping[str, str], *, model: str, corpus: str, n_samples: int, seq_len: int, seed: int,
                prepend_bos: bool | None, dtype: str, device: str | None, options: Mapping[str, Any]) -> str:
     """``mi-massive heads`` of one model, the massive positions from its scan."""
-    import json
-    import warnings
-
     from mi_massive.analyses.heads.run import heads, massive_positions_from_scan
-    from mi_massive.analyses.scan.record import ScanResult
-    from mi_massive.core.bos import BosWarning
 
     bridge = _load(model, dtype, device)
-    scan_res = ScanResult.from_dict(json.loads(next(iter(needs.values()))))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BosWarning)
-        data, _ = _corpus(bridge, corpus, n_samples, seq_len, seed, prepend_bos)
-        res = heads(bridge, data, massive_positions=massive_positions_from_scan(scan_res, len(data)),
-                    batch_size=_DEFAULT_BATCH["heads"], progress=False, **options,
-                    options={"prepend_bos": data.prepend_bos, "dtype": dtype})
+    data = _corpus(bridge, corpus, n_samples, seq_len, seed, prepend_bos)
+    res = heads(bridge, data, massive_positions=massive_positions_from_scan(_scan_of(needs), len(data)),
+                batch_size=_DEFAULT_BATCH["heads"], progress=False, **options,
+                options={"prepend_bos": data.prepend_bos, "dtype": dtype})
     return _text(res)
 
 
@@ -195,28 +193,21 @@ def intervene_unit(needs: Mapping[str, str], *, model: str, corpus: str, n_sampl
                    prepend_bos: bool | None, dtype: str, device: str | None, options: Mapping[str, Any]) -> str:
     """``mi-massive intervene`` of one model: evaluation = the study's ``n_samples`` windows, calibration =
     ``n_calib`` (default 16) disjoint windows of the same text, as the command does with ``--calib-corpus split``."""
-    import warnings
-
     from mi_massive.analyses.intervene.run import intervene, split_corpus
-    from mi_massive.core.bos import BosWarning
 
     opts = dict(options)
     n_calib = int(opts.pop("n_calib", 16))
     if "variants" in opts:
         opts["variants"] = tuple(opts["variants"])
     bridge = _load(model, dtype, device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BosWarning)
-        data, _ = _corpus(bridge, corpus, n_samples + n_calib, seq_len, seed, prepend_bos)
-        eval_c, cal_c = split_corpus(data, n_samples)
-        try:
-            res = intervene(bridge, eval_c, cal_c, seed=seed, batch_size=_DEFAULT_BATCH["intervene"], progress=False,
-                            **opts,
-                            options={"dtype": dtype, "corpus": corpus, "calib_corpus": "split"})
-        except MiMassiveError as err:
-            if str(err).startswith("no massive activation"):
-                raise NotApplicable(str(err)) from None
-            raise
+    eval_c, cal_c = split_corpus(_corpus(bridge, corpus, n_samples + n_calib, seq_len, seed, prepend_bos), n_samples)
+    try:
+        res = intervene(bridge, eval_c, cal_c, seed=seed, batch_size=_DEFAULT_BATCH["intervene"], progress=False,
+                        **opts, options={"dtype": dtype, "corpus": corpus, "calib_corpus": "split"})
+    except MiMassiveError as err:
+        if str(err).startswith("no massive activation"):
+            raise NotApplicable(str(err)) from None
+        raise
     return _text(res)
 
 
@@ -224,15 +215,10 @@ def attribute_unit(needs: Mapping[str, str], *, model: str, corpus: str, n_sampl
                    prepend_bos: bool | None, dtype: str, device: str | None, options: Mapping[str, Any]) -> str:
     """``mi-massive attribute`` of one model's strongest massive entry at its first massive block (from the scan;
     ``options`` may fix ``layer``/``position``/``dim``)."""
-    import json
-    import warnings
-
     from mi_massive.analyses.attribute.run import attribute, strongest_entry
-    from mi_massive.analyses.scan.record import ScanResult
-    from mi_massive.core.bos import BosWarning
 
     bridge = _load(model, dtype, device)
-    scan_res = ScanResult.from_dict(json.loads(next(iter(needs.values()))))
+    scan_res = _scan_of(needs)
     layer, position, dim = options.get("layer"), options.get("position"), options.get("dim")
     if (layer is None or position is None or dim is None) and not scan_res.summary.has_massive:
         raise NotApplicable("the scan found no massive activation to attribute")
@@ -240,9 +226,7 @@ def attribute_unit(needs: Mapping[str, str], *, model: str, corpus: str, n_sampl
         sl, sp, sd = strongest_entry(scan_res)
         layer, position, dim = (sl if layer is None else layer, sp if position is None else position,
                                 sd if dim is None else dim)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BosWarning)
-        data, _ = _corpus(bridge, corpus, n_samples, seq_len, seed, prepend_bos)
-        res = attribute(bridge, data, int(layer), int(position), int(dim), batch_size=_DEFAULT_BATCH["attribute"],
-                        options={"prepend_bos": data.prepend_bos, "dtype": dtype})
+    data = _corpus(bridge, corpus, n_samples, seq_len, seed, prepend_bos)
+    res = attribute(bridge, data, int(layer), int(position), int(dim), batch_size=_DEFAULT_BATCH["attribute"],
+                    options={"prepend_bos": data.prepend_bos, "dtype": dtype})
     return _text(res)

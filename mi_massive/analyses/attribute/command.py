@@ -49,8 +49,7 @@ def attribute_command(
         typer.echo(f"post-sublayer norms ({', '.join(norms)}) linearised at the RMS scale this forward used: "
                    f"every head/MLP/neuron term is multiplied by that frozen scale x gain (exact for this forward)")
     echo_table(["term", "contribution", "share"], [[c.label, f"{c.value:.3f}", f"{c.value / res.residual:.1%}"
-                                                   if res.residual else "-"] for c in res.top(top, kinds=(
-                                                       "embed", "pos_embed", "head", "attn_bias", "mlp"))])
+                                                   if res.residual else "-"] for c in res.top_terms(top)])
     neurons = res.top(5, kinds=("neuron",))
     typer.echo(f"dominant MLP {res.dominant_mlp}, top neurons: " + ", ".join(f"{c.index} ({c.value:.2f})" for c in neurons))
     write_outputs(out, "attribution.json", res, {stem: (lambda fig=fig: fig) for stem, fig in figures(res).items()})

@@ -84,6 +84,10 @@ class AttributionResult(Record):
         """The terms that add up to the residual (embeddings, heads, attention biases, MLP outputs)."""
         return [c for c in self.contributions if c.kind not in REFINING]
 
+    def top_terms(self, k: int = 10) -> list[Contribution]:
+        """The ``k`` :meth:`terms` (the writers that add up to the residual) with the largest |value|."""
+        return sorted(self.terms(), key=lambda c: -abs(c.value))[:k]
+
     def top(self, k: int = 10, *, kinds: tuple[str, ...] | None = None) -> list[Contribution]:
         """The ``k`` contributions (of the given ``kinds``) with the largest |value|."""
         pool = self.contributions if kinds is None else [c for c in self.contributions if c.kind in kinds]

@@ -25,7 +25,7 @@ def contributions_figure(labels: Sequence[str], values: Sequence[float], *, titl
 
 def attribution_view(rec) -> tuple[str, dict[str, str]]:
     """Exact attribution (``AttributionResult``): top writers as bars and a table, with the closure error."""
-    top = rec.top(15, kinds=("embed", "pos_embed", "head", "attn_bias", "mlp"))
+    top = rec.top_terms(15)
     parts = [f"<p>h<sub>{rec.layer}</sub>[position {rec.position}, dim {rec.dim}] = {sh.text(fmt(rec.residual))} "
              f"(token <code>{sh.text(sh.display_token(rec.token))}</code>); the terms sum to {sh.text(fmt(rec.total))}, "
              f"relative error {sh.text(fmt(rec.rel_error))}.</p>",

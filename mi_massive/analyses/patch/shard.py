@@ -17,9 +17,8 @@ import math
 from typing import Any, Mapping, Sequence
 
 from mi_massive.analyses.patch.record import PatchingResult
-from mi_massive.analyses.sweep.shard import layer_shards
 from mi_massive.core.io import to_json
-from mi_massive.core.units import Unit, UnitStore, run_units
+from mi_massive.core.units import UnitStore, run_layer_shards
 from mi_massive.errors import MiMassiveError
 
 
@@ -50,16 +49,11 @@ def sharded_patch(store: UnitStore, *, model: str, n_layers: int, shards: int, e
                   progress: bool = True, log=None, **kwargs: Any) -> PatchingResult:
     """Run the grid as ``shards`` units over layers in ``store`` (resumable) and merge them (``kwargs``:
     the arguments of :func:`patch_shard_unit` except ``layers``)."""
-    groups = layer_shards(n_layers, shards)
-    units = [Unit(id=f"shard-{i:03d}", fn="mi_massive.analyses.patch.shard:patch_shard_unit",
-                  kwargs={"model": model, **kwargs, "layers": layers}, num_cpus=num_cpus, num_gpus=num_gpus)
-             for i, layers in enumerate(groups)]
-    report = run_units(units, store, engine=engine, ray_address=ray_address, progress=progress,
-                       desc=f"patch: {len(units)} shards", log=log)
-    if report.failed:
-        uid, reason = next(iter(report.failed.items()))
-        raise MiMassiveError(f"patch shard {uid} failed: {reason} (rerun to resume the missing shards)")
-    parts = [PatchingResult.load(store.path(u.id)) for u in units]
+    groups, paths = run_layer_shards(store, "mi_massive.analyses.patch.shard:patch_shard_unit", "patch",
+                                     n_layers=n_layers, shards=shards, kwargs={"model": model, **kwargs},
+                                     engine=engine, ray_address=ray_address, num_cpus=num_cpus, num_gpus=num_gpus,
+                                     progress=progress, log=log)
+    parts = [PatchingResult.load(p) for p in paths]
     first = parts[0]
     if any((p.clean, p.corrupted) != (first.clean, first.corrupted) for p in parts):
         raise MiMassiveError("patch shards disagree on the clean/corrupted metric: not the same model or prompts")

@@ -1,10 +1,6 @@
 """The all-heads sweep split over layers: each shard a unit (a Ray task, or in this process), merged exactly.
 
->>> from mi_massive.analyses.sweep.shard import layer_shards
->>> layer_shards(10, 3)
-[[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
-
-Each shard loads the model itself (from its spec), builds the same corpus, and runs
+Each shard (:func:`mi_massive.core.units.run_layer_shards`: contiguous layer groups) loads the model itself (from its spec), builds the same corpus, and runs
 :func:`mi_massive.analyses.sweep.run.sweep` on its layers only (mean ablation: the reference means of its
 layers, over the same corpus). Every ablated layer's values depend only on that layer (the fast method
 restarts from the clean run's cached block inputs), so the merged :class:`SweepResult` -- values filled
@@ -18,20 +14,8 @@ from typing import Any, Mapping, Sequence
 
 from mi_massive.analyses.sweep.record import SweepResult
 from mi_massive.core.io import to_json
-from mi_massive.core.units import Unit, UnitStore, run_units
+from mi_massive.core.units import UnitStore, run_layer_shards
 from mi_massive.errors import MiMassiveError
-
-
-def layer_shards(n_layers: int, shards: int) -> list[list[int]]:
-    """``n_layers`` split into ``shards`` contiguous, nearly equal groups (no empty group)."""
-    shards = max(1, min(shards, n_layers))
-    size, extra = divmod(n_layers, shards)
-    out, start = [], 0
-    for i in range(shards):
-        stop = start + size + (1 if i < extra else 0)
-        out.append(list(range(start, stop)))
-        start = stop
-    return out
 
 
 def sweep_shard_unit(needs: Mapping[str, str], *, model: str, dtype: str, device: str | None, corpus: dict[str, Any],
@@ -96,12 +80,8 @@ def sharded_sweep(store: UnitStore, *, model: str, n_layers: int, shards: int, e
                   progress: bool = True, log=None, **kwargs: Any) -> SweepResult:
     """Run the sweep as ``shards`` units (``kwargs``: the arguments of :func:`sweep_shard_unit` except
     ``layers``) in ``store`` (resumable), and merge them."""
-    units = [Unit(id=f"shard-{i:03d}", fn="mi_massive.analyses.sweep.shard:sweep_shard_unit",
-                  kwargs={"model": model, **kwargs, "layers": layers}, num_cpus=num_cpus, num_gpus=num_gpus)
-             for i, layers in enumerate(layer_shards(n_layers, shards))]
-    report = run_units(units, store, engine=engine, ray_address=ray_address, progress=progress,
-                       desc=f"sweep: {len(units)} shards", log=log)
-    if report.failed:
-        uid, reason = next(iter(report.failed.items()))
-        raise MiMassiveError(f"sweep shard {uid} failed: {reason} (rerun to resume the missing shards)")
-    return merge_shards([SweepResult.load(store.path(u.id)) for u in units], n_layers)
+    _, paths = run_layer_shards(store, "mi_massive.analyses.sweep.shard:sweep_shard_unit", "sweep",
+                                n_layers=n_layers, shards=shards, kwargs={"model": model, **kwargs}, engine=engine,
+                                ray_address=ray_address, num_cpus=num_cpus, num_gpus=num_gpus, progress=progress,
+                                log=log)
+    return merge_shards([SweepResult.load(p) for p in paths], n_layers)
