@@ -368,7 +368,9 @@ def _run_ray(todo, store, report, *, threads, progress, desc, ray_address, on_po
             except (ConnectionError, RuntimeError, ValueError) as err:
                 raise _unreachable(ray_address, err) from None
         else:
-            ray.init(num_cpus=os.cpu_count(), **kwargs)
+            # address="local": always a new embedded instance, even when another Ray runs on this machine
+            # (without it, ray.init would try to join that cluster and refuse num_cpus)
+            ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)
         started_here = True
     try:
         remote = ray.remote(execute)
