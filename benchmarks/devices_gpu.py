@@ -18,6 +18,9 @@ What is measured, per model, in one process, alternating plain / scan, medians o
   workspace on top of the weights; absolute peaks are recorded too);
 * the scan's top-1 |h| per layer vs the plain path's hidden states on the first batch (max relative
   difference; SDPA vs eager kernels are the only expected drift);
+* ``breakdown``: where the scan's time goes, timed in the same alternation: the forward with its captures
+  alone (``capture``), and the statistics of one batch (``reduce_batch``) with each median algorithm
+  (``histogram``: sync-free radix select, the CUDA default; ``sort``), whose medians must be equal;
 * the single-head zero-ablation sweep (``mm.sweep``, method ``fast``) over the first ``--sweep-layers``
   layers of the 7B-shaped model, tracking its planted entry: seconds and heads per second.
 
@@ -124,12 +127,39 @@ def bench_model(spec: str, *, device: str, dtype: torch.dtype, n_samples: int, s
     def run_scan() -> Any:
         return mm.scan(bridge, corpus, batch_size=batch_size, progress=False)
 
+    from mi_massive.analyses.scan.reduce import reduce_batch
+    from mi_massive.core.engine import iter_corpus
+    from mi_massive.core.names import resid_names
+
+    names = resid_names(bridge.cfg.n_layers, include_embed=True)
+
+    def capture() -> None:  # the scan's forward and captures alone, no statistics
+        for _ in iter_corpus(bridge, corpus, names, batch_size=batch_size, route="auto", progress=False,
+                             to_float32=False):
+            pass
+
+    first_indices, _ids, first_mask, _lg, first_acts = next(iter_corpus(
+        bridge, corpus, names, batch_size=batch_size, route="auto", progress=False, to_float32=False))
+    lengths = [corpus.lengths[i] for i in first_indices]
+
+    def reducer(method: str) -> Callable[[], Any]:  # one batch's statistics, by median algorithm
+        return lambda: reduce_batch(first_acts, names, first_mask, lengths=lengths, median=method)
+
+    methods = ("histogram", "sort")
+    reduced = {m: reducer(m)() for m in methods}
+    same = all(reduced[m][n].median.tolist() == reduced[methods[0]][n].median.tolist() for m in methods for n in names)
     plain()
+    capture()
     scan_result = run_scan()  # warm-up (kernels, allocator) and the numbers checked below
-    plain_runs, scan_runs = [], []
+    plain_runs, scan_runs, capture_runs = [], [], []
+    reduce_runs: dict[str, list] = {m: [] for m in methods}
     for _ in range(repeats):
         plain_runs.append(_timed(plain, dev))
         scan_runs.append(_timed(run_scan, dev))
+        capture_runs.append(_timed(capture, dev))
+        for m in methods:
+            reduce_runs[m].append(_timed(reducer(m), dev))
+    del first_acts, reduced
 
     with torch.inference_mode():  # scan top-1 |h| per layer vs the plain path, first batch only
         hidden = decoder(batches[0], output_hidden_states=True).hidden_states
@@ -156,6 +186,15 @@ def bench_model(spec: str, *, device: str, dtype: torch.dtype, n_samples: int, s
         "ratio_scan_to_plain": scan_s / plain_s,
         "max_rel_diff_top1_vs_plain": rel,
         "massive_found": scan_result.summary.get("first_layer"),
+        "breakdown": {
+            "what": "capture: the scan's forward and captures alone (iter_corpus, route auto, model dtype); "
+                    "reduce: the statistics of the first batch (reduce_batch) by median algorithm; same run, "
+                    "alternating with plain and scan",
+            "capture_median_seconds": med(capture_runs, 0),
+            "capture_over_plain": med(capture_runs, 0) / plain_s,
+            "reduce_first_batch_median_seconds": {m: med(reduce_runs[m], 0) for m in methods},
+            "medians_equal_across_methods": same,
+        },
     }
     if dev.type == "cuda":
         record.update({

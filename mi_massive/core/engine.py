@@ -64,6 +64,32 @@ def check_finite(name: str, tensor: torch.Tensor, mask: Bool[torch.Tensor, "batc
         raise NumericalOverflowError(f"inf/NaN in {name} at index {where}: {hint}")
 
 
+def _kept(value: torch.Tensor, to_float32: bool) -> torch.Tensor:
+    """A captured tensor as stored: floats in float32 (``to_float32``) or as they are, anything else copied."""
+    if value.is_floating_point():
+        return value.float() if to_float32 else value
+    return value.clone()
+
+
+def suspects(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The names whose tensor may hold inf/NaN: those whose float32 sum is not finite. One device read per device.
+
+    >>> suspects({"a": torch.ones(3), "b": torch.tensor([1.0, float("inf")]), "c": torch.tensor([float("nan")])})
+    ['b', 'c']
+
+    A finite sum has no inf/NaN term; a non-finite sum of finite terms (an overflowing sum) only sends the
+    tensor to the exact test (:func:`check_finite`), which then passes.
+    """
+    groups: dict[torch.device, list[str]] = {}
+    for name, tensor in tensors.items():
+        groups.setdefault(tensor.device, []).append(name)
+    out = []
+    for names in groups.values():
+        sums = torch.stack([tensors[n].sum(dtype=torch.float32) for n in names])
+        out += [n for n, ok in zip(names, torch.isfinite(sums).tolist()) if not ok]
+    return sorted(out, key=list(tensors).index)
+
+
 @torch.no_grad()
 def run_capture(
     model,
@@ -102,7 +128,7 @@ def run_capture(
         def capture(tensor: torch.Tensor, hook) -> None:
             value = tensor.detach()
             source_dtypes[name] = value.dtype
-            captured[name] = value.float() if to_float32 and value.is_floating_point() else value.clone()
+            captured[name] = _kept(value, to_float32)
             if not need_logits and wanted.issubset(captured):
                 raise _StopForward
 
@@ -113,7 +139,7 @@ def run_capture(
     if pick_route(model, names, fwd_hooks=fwd_hooks, need_logits=need_logits, route=route) == "hf":
         for name, value in run_residual(model, ids, names, mask=mask).items():
             source_dtypes[name] = value.dtype
-            captured[name] = value.float() if to_float32 and value.is_floating_point() else value.clone()
+            captured[name] = _kept(value, to_float32)
     else:
         with model.hooks(fwd_hooks=hooks):
             try:
@@ -123,11 +149,11 @@ def run_capture(
     if missing := wanted - set(captured):
         raise MiMassiveError(f"hook(s) never fired: {', '.join(sorted(missing))} (gated hooks need their setter)")
     if check:
-        for name, tensor in captured.items():
-            if tensor.is_floating_point():
-                check_finite(name, tensor, mask, source_dtypes[name])
+        checked = {name: t for name, t in captured.items() if t.is_floating_point()}
         if logits is not None:
-            check_finite("logits", logits, mask)
+            checked["logits"] = logits
+        for name in suspects(checked):
+            check_finite(name, checked[name], mask, source_dtypes.get(name))
     return logits, captured
 
 
@@ -141,6 +167,7 @@ def iter_corpus(
     need_logits: bool = False,
     progress: bool | str = True,
     route: str = "bridge",
+    to_float32: bool = True,
 ) -> Iterator[tuple[range, Int[torch.Tensor, "batch pos"], Bool[torch.Tensor, "batch pos"], torch.Tensor | None, dict[str, torch.Tensor]]]:
     """Run the corpus batch by batch; yield (sequence indices, ids, real-token mask, logits, captures).
 
@@ -154,7 +181,8 @@ def iter_corpus(
     fit is a :class:`MiMassiveError` naming the device, the batch and the tokens. ``ids`` and ``mask``
     are yielded on the embedding's device (where a single-device model's captures are too; on a sharded
     model move the mask to each capture's device).
-    ``route`` as in :func:`run_capture`.
+    ``route`` and ``to_float32`` as in :func:`run_capture` (``to_float32=False`` keeps the model's dtype:
+    half the capture memory of a bf16 model, no conversion pass).
     """
     size = auto_batch_size(model, corpus) if batch_size is None else batch_size
     if size < 1:
@@ -170,7 +198,7 @@ def iter_corpus(
             hooks = fwd_hooks(indices) if callable(fwd_hooks) else fwd_hooks
             try:
                 logits, acts = run_capture(model, ids, names, fwd_hooks=hooks, need_logits=need_logits, mask=mask,
-                                           route=route)
+                                           route=route, to_float32=to_float32)
             except Exception as err:  # noqa: BLE001 (only out-of-memory is handled; the rest re-raised)
                 if not is_out_of_memory(err):
                     raise

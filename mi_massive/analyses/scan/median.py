@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 
 SMALL = 32_768  # below this np.median is as fast
 SAMPLE = 2_048  # entries in the bracketing sample
@@ -45,21 +45,53 @@ def exact_median(values: Float[torch.Tensor, "..."]) -> float:
     return float(np.median(x.cpu().numpy()))
 
 
-def row_medians(a: Float[torch.Tensor, "batch pos d_model"], mask: torch.Tensor) -> Float[torch.Tensor, "batch"]:
+MEDIAN_METHODS = ("auto", "numpy", "sort", "histogram")
+
+
+def median_method(device: torch.device, method: str = "auto") -> str:
+    """The median algorithm ``"auto"`` means on ``device``: numpy on the CPU, the sync-free histogram select on
+    CUDA, a sort elsewhere (Apple MPS: no int64 ``index_add_`` there).
+
+    >>> median_method(torch.device("cpu")), median_method(torch.device("cpu"), "sort")
+    ('numpy', 'sort')
+    """
+    if method not in MEDIAN_METHODS:
+        raise ValueError(f"unknown median method {method!r}; choose one of {', '.join(MEDIAN_METHODS)}")
+    if method != "auto":
+        return method
+    return {"cpu": "numpy", "cuda": "histogram"}.get(device.type, "sort")
+
+
+def row_medians(a: Float[torch.Tensor, "batch pos d_model"], mask: Bool[torch.Tensor, "batch pos"], *,
+                lengths: list[int] | None = None, method: str = "auto",
+                source_dtype: torch.dtype | None = None) -> Float[torch.Tensor, "batch"]:
     """The median |h| of each sequence over its real positions (numpy's rule), on ``a``'s device.
 
-    On the CPU each row goes through :func:`exact_median` (numpy). On an accelerator the middle ranks are
-    found by sorting where the tensor lives, all rows at once when there is no padding, so
-    nothing but the ``[batch]`` result leaves the device.
+    >>> a = torch.tensor([[[1.0, 4.0], [2.0, 8.0]], [[3.0, 5.0], [0.0, 0.0]]])
+    >>> mask = torch.tensor([[True, True], [True, False]])
+    >>> [row_medians(a, mask, method=m).tolist() for m in ("numpy", "sort", "histogram")]
+    [[3.0, 4.0], [3.0, 4.0], [3.0, 4.0]]
+
+    ``a`` holds non-negative values; ``mask`` [batch, pos] marks real tokens, right-padded (a corpus batch).
+    ``lengths`` (real tokens per row, when the caller knows them) spares reading the mask back from the
+    device. ``method`` (:func:`median_method`): ``"numpy"`` runs :func:`exact_median` per row on the host;
+    ``"sort"`` sorts on the device, all rows at once when there is no padding; ``"histogram"`` is
+    :func:`histogram_medians`, which never waits for the device (one histogram pass instead of two when
+    ``source_dtype`` is bfloat16: ``a`` converted from it has zero low bits). All three give the same float32 value.
     """
-    if a.device.type == "cpu":
-        rows = [exact_median(a[i, : int(mask[i].sum())] if bool(mask[i, : int(mask[i].sum())].all()) else a[i][mask[i]])
-                for i in range(a.shape[0])]
-        return torch.tensor(rows, device=a.device)
-    mask = mask.to(a.device)
-    if bool(mask.all()):
+    method = median_method(a.device, method)
+    if lengths is None:
+        lengths = mask.sum(1).tolist()
+    width = a.shape[1]
+    if method == "numpy":
+        return torch.tensor([exact_median(a[i, :n] if bool(mask[i, :n].all()) else a[i][mask[i]])
+                             for i, n in enumerate(lengths)], device=a.device)
+    if method == "histogram":
+        valid = None if min(lengths) == width else mask.to(a.device)[..., None].expand(a.shape).reshape(a.shape[0], -1)
+        return histogram_medians(a.flatten(1), valid, low_bits_zero=source_dtype == torch.bfloat16)
+    if min(lengths) == width:
         return _middle(a.flatten(1).float())
-    return torch.cat([_middle(a[i][mask[i]].reshape(1, -1).float()) for i in range(a.shape[0])])
+    return torch.cat([_middle(a[i, :n].reshape(1, -1).float()) for i, n in enumerate(lengths)])
 
 
 def _middle(x: Float[torch.Tensor, "rows n"]) -> Float[torch.Tensor, "rows"]:
@@ -71,3 +103,55 @@ def _middle(x: Float[torch.Tensor, "rows n"]) -> Float[torch.Tensor, "rows"]:
     ranked = x.sort(dim=1).values
     lo = ranked[:, (n - 1) // 2]
     return lo if n % 2 else (lo + ranked[:, n // 2]) / 2
+
+
+def histogram_medians(a: Float[torch.Tensor, "rows n"], valid: Bool[torch.Tensor, "rows n"] | None = None, *,
+                      low_bits_zero: bool = False) -> Float[torch.Tensor, "rows"]:
+    """Per row: the exact median of the non-negative float32 entries of ``a`` where ``valid`` (numpy's rule),
+    with no host synchronisation and no sort.
+
+    >>> a = torch.tensor([[3.0, 1.0, 2.0, 10.0], [5.0, 0.0, 7.0, 1e30]])
+    >>> histogram_medians(a).tolist(), histogram_medians(a, torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]).bool()).tolist()
+    ([2.5, 6.0], [2.0, 6.0])
+
+    For non-negative floats the int32 bit pattern is ordered like the value, so the middle ranks are found
+    by a radix select in two 16-bit passes: a histogram of the high 16 bits per row (``index_add_``: one
+    pass over the entries, counts exact in int64), whose cumulative sum locates the bucket of each middle
+    rank (``searchsorted``), then a histogram of the low 16 bits of the entries in that bucket. The value
+    is rebuilt from its bits, so it is exactly an entry of ``a``; an even count averages the two middle
+    values in float32, as numpy does. ``low_bits_zero`` skips the second pass when the low 16 bits are
+    zero everywhere (``a`` converted from bfloat16). Entries must be finite (NaN would sort last, as in
+    numpy). Every shape and index is known in advance, so on a GPU the whole computation is queued
+    without waiting for the device (:func:`row_medians` uses it there). Memory: one int64 index per entry.
+    """
+    rows, n = a.shape
+    device = a.device
+    bits = a.float().contiguous().view(torch.int32)
+    weight = (valid.to(torch.int64) if valid is not None
+              else torch.ones(1, dtype=torch.int64, device=device).expand(rows, n))
+    count = weight.sum(1) if valid is not None else torch.full((rows,), n, dtype=torch.int64, device=device)
+    ranks = torch.stack([(count - 1).clamp_min(0) // 2, count // 2], dim=1)  # [rows, 2]: the middle ranks
+    base = (torch.arange(rows, device=device, dtype=torch.int64) << 16)[:, None]
+
+    def select(keys: torch.Tensor, weights: torch.Tensor, wanted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(16-bit key holding rank ``wanted`` [rows, 2], entries below that key) from a weighted histogram."""
+        hist = torch.zeros(rows << 16, dtype=torch.int64, device=device)
+        hist.index_add_(0, (keys + base).reshape(-1), weights.reshape(-1))
+        cum = hist.view(rows, 1 << 16).cumsum(1)
+        key = torch.searchsorted(cum, wanted, right=True).clamp_max((1 << 16) - 1)
+        below = torch.where(key > 0, cum.gather(1, (key - 1).clamp_min(0)), 0)
+        return key, below
+
+    high, below = select((bits >> 16).to(torch.int64), weight, ranks)
+    if low_bits_zero:
+        value_bits = high << 16
+    else:
+        low = (bits & 0xFFFF).to(torch.int64)
+        parts = []
+        for j in range(2):  # the low bits of each middle rank, among the entries of its high bucket
+            inside = ((bits >> 16) == high[:, j : j + 1]).to(torch.int64) * weight
+            key, _ = select(low, inside, (ranks[:, j] - below[:, j])[:, None])
+            parts.append(key[:, 0])
+        value_bits = (high << 16) | torch.stack(parts, dim=1)
+    values = value_bits.to(torch.int32).view(torch.float32)
+    return torch.where(ranks[:, 0] == ranks[:, 1], values[:, 0], (values[:, 0] + values[:, 1]) / 2)

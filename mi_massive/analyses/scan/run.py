@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect, sequence_stats
+from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD
+from mi_massive.analyses.scan.reduce import Entries, reduce_batch
 from mi_massive.core.stats import summarize
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
@@ -47,11 +48,11 @@ def token_strings(model, sequences: list[list[int]]) -> list[list[str]]:
     return out
 
 
-def _arrays(det, offset: range) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(sequence, position, dim, value) arrays of a detection (rows mapped to corpus sequence indices)."""
-    rows = det.rows.cpu().numpy()
+def _arrays(entries: Entries, offset: range) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(sequence, position, dim, value) arrays of flagged entries (batch rows mapped to corpus sequence indices)."""
+    rows = entries.rows
     return (np.asarray(offset, dtype=np.int64)[rows] if len(rows) else rows.astype(np.int64),
-            det.positions.cpu().numpy(), det.dims.cpu().numpy(), det.values.cpu().numpy())
+            entries.positions, entries.dims, entries.values)
 
 
 def _entries(kept: LargestEntries, names: list[str], n_layers: int, sequences, str_tokens,
@@ -64,18 +65,6 @@ def _entries(kept: LargestEntries, names: list[str], n_layers: int, sequences, s
                                 dim=dim, value=val, token=str_tokens[seq][pos], token_id=sequences[seq][pos],
                                 ratio_to_median=abs(val) / max(medians[name][seq], 1e-30)))
     return out
-
-
-def _features(name: str, h: torch.Tensor, mask: torch.Tensor, top_k: int) -> torch.Tensor:
-    """A hook's activation as [batch, pos, features]: head axes flattened (q/k/v: ``head * d_head + i``)."""
-    if not h.is_floating_point() or h.ndim < 3 or tuple(h.shape[:2]) != tuple(mask.shape):
-        raise MiMassiveError(f"hook {name} gives {tuple(h.shape)} {str(h.dtype).replace('torch.', '')}, not "
-                             f"per-token features [batch, pos, ...]; scan takes per-token hooks")
-    h = h.flatten(2) if h.ndim > 3 else h
-    shortest = int(mask.sum(1).min()) * h.shape[-1]
-    if top_k > shortest:
-        raise MiMassiveError(f"top_k={top_k} exceeds the entries of {name} in the shortest sequence ({shortest})")
-    return h
 
 
 def scan(
@@ -150,31 +139,33 @@ def scan(
     massive_dims: dict[str, set[int]] = {n: set() for n in names}
     near_total = 0
     for indices, ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size, route="auto",
-                                                          progress="scan" if progress else False):
+                                                          progress="scan" if progress else False, to_float32=False):
+        reduced = reduce_batch(acts, names, mask, lengths=[corpus.lengths[i] for i in indices], top_k=top_k,
+                               abs_threshold=abs_threshold, rel_threshold=rel_threshold)
+        del acts
+        token_table = None
         for hook_index, name in enumerate(names):
             layer, _ = scan_hook_layer(name, n_layers)
-            h = _features(name, acts[name], mask, top_k)
-            stats = sequence_stats(h, mask, top_k)
-            rec = per_hook[name]
+            stats, rec = reduced[name], per_hook[name]
             rec["top_values"] += stats.top_values.tolist()
             rec["top_positions"] += stats.top_positions.tolist()
             rec["top_dims"] += stats.top_dims.tolist()
             rec["median"] += stats.median.tolist()
             rec["ratio"] += stats.ratio.tolist()
-            batch_max = stats.dim_max.amax(0).cpu()  # one float per feature (d_model for the residual) to the CPU
+            batch_max = torch.from_numpy(stats.dim_max)  # one float per feature (d_model for the residual)
             dim_max[name] = torch.maximum(dim_max[name], batch_max) if name in dim_max else batch_max
-            mas, nea = detect(h, mask, stats.median, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
-            seqs, poss, dims, vals = _arrays(mas, indices)
+            seqs, poss, dims, vals = _arrays(stats.massive, indices)
             if len(vals):
                 kept_massive.add(hook=hook_index, sequences=seqs, positions=poss, dims=dims, values=vals)
-                token_ids = ids.cpu().numpy()[mas.rows.cpu().numpy(), poss]
+                token_table = ids.cpu().numpy() if token_table is None else token_table
+                token_ids = token_table[stats.massive.rows, poss]
                 order = np.stack([np.full(len(vals), hook_index), seqs, poss, dims], axis=1)
                 tally.add(layers=np.full(len(vals), layer), sequences=seqs, positions=poss, dims=dims, values=vals,
                           token_ids=token_ids, order=order)
                 n_massive[name] += len(vals)
                 massive_dims[name].update(np.unique(dims).tolist())
-            near_total += len(nea.values)
-            seqs, poss, dims, vals = _arrays(nea, indices)
+            near_total += len(stats.near.values)
+            seqs, poss, dims, vals = _arrays(stats.near, indices)
             kept_near.add(hook=hook_index, sequences=seqs, positions=poss, dims=dims, values=vals)
     medians = {name: per_hook[name]["median"] for name in names}
     massive = _entries(kept_massive, names, n_layers, corpus.sequences, str_tokens, medians)

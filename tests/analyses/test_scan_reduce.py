@@ -1,0 +1,168 @@
+"""The scan's batch reduction (``analyses/scan/reduce.py``) and its sync-free median, against numpy.
+
+Every number is compared with numpy on the same float32 values (``np.median``, sorting, thresholds applied
+by hand); the device-read counts are taken with a ``TorchFunctionMode`` that sees every tensor method call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from mi_massive.analyses.scan.median import histogram_medians, row_medians
+from mi_massive.analyses.scan.reduce import reduce_batch
+from mi_massive.core.engine import suspects
+from mi_massive.errors import MiMassiveError
+
+METHODS = ("numpy", "sort", "histogram")
+
+
+def _rows(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-negative rows of mixed scale with zeros, ties and a validity mask (first entry always valid)."""
+    g = torch.Generator().manual_seed(seed)
+    rows, n = int(torch.randint(1, 5, (1,), generator=g)), int(torch.randint(1, 4000, (1,), generator=g))
+    x = (torch.randn(rows, n, generator=g) * 10.0 ** int(torch.randint(-4, 5, (1,), generator=g))).abs()
+    if seed % 3 == 0:
+        x = x.bfloat16().float()  # many ties, low 16 bits zero
+    if seed % 4 == 0:
+        x[:, ::3] = 0.0
+    if seed % 7 == 0:
+        x[:, 1::5] = 1e30  # far outliers: a wide histogram
+    valid = torch.rand(rows, n, generator=g) > 0.3
+    valid[:, 0] = True
+    return x, valid
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_histogram_median_equals_numpy(seed):
+    x, valid = _rows(seed)
+    want_all = np.median(x.numpy(), axis=1).astype(np.float32)
+    assert histogram_medians(x).numpy().tolist() == want_all.tolist()
+    want = [np.float32(np.median(x[i][valid[i]].numpy())) for i in range(len(x))]
+    assert histogram_medians(x, valid).numpy().tolist() == [float(w) for w in want]
+    if seed % 3 == 0:  # bfloat16-derived: the one-pass variant gives the same values
+        assert histogram_medians(x, valid, low_bits_zero=True).numpy().tolist() == [float(w) for w in want]
+
+
+def test_histogram_median_of_one_value_and_all_equal():
+    assert histogram_medians(torch.tensor([[7.5]])).tolist() == [7.5]
+    assert histogram_medians(torch.full((2, 1001), 3.0)).tolist() == [3.0, 3.0]
+    assert histogram_medians(torch.zeros(1, 4)).tolist() == [0.0]
+
+
+def _padded_batch(seed: int = 0, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(3, 9, 16, generator=g)
+    h[0, 0, 5] = 4000.0  # massive in row 0 (median ~0.7)
+    h[1, 0, 5] = -3500.0
+    h[1, 2, 7] = 150.0  # near: above 100, below 1000 x median
+    h[2, 6, 3] = 9999.0  # at a pad position of row 2: never flagged, never a top-k
+    lengths = [9, 7, 5]
+    mask = torch.arange(9)[None, :] < torch.tensor(lengths)[:, None]
+    return h.to(dtype), mask, lengths
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_row_medians_methods_agree_with_numpy(method):
+    h, mask, lengths = _padded_batch()
+    a = h.abs()
+    want = [float(np.median(a[i, :n].numpy())) for i, n in enumerate(lengths)]
+    assert row_medians(a, mask, lengths=lengths, method=method).tolist() == want
+    assert row_medians(a, mask, method=method).tolist() == want  # lengths read from the mask
+
+
+def _numpy_reference(h: torch.Tensor, lengths: list[int], k: int, abs_t: float, rel_t: float) -> dict:
+    a = np.abs(h.float().numpy())
+    features = a.shape[-1]
+    out = {"top_values": [], "top_positions": [], "top_dims": [], "median": [], "massive": [], "near": []}
+    for i, n in enumerate(lengths):
+        real = a[i, :n].reshape(-1)
+        order = np.argsort(-real, kind="stable")[:k]
+        out["top_values"].append(real[order].tolist())
+        out["top_positions"].append((order // features).tolist())
+        out["top_dims"].append((order % features).tolist())
+        med = np.float32(np.median(real))
+        out["median"].append(float(med))
+        for p, d in zip(*np.nonzero(a[i, :n] > abs_t)):
+            value = float(h[i, p, d].float())
+            kind = "massive" if abs(value) > np.float32(rel_t) * med else "near"
+            out[kind].append((i, int(p), int(d), value))
+    return out
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_reduce_batch_equals_numpy(method, dtype):
+    h, mask, lengths = _padded_batch(dtype=dtype)
+    got = reduce_batch({"x": h}, ["x"], mask, lengths=lengths, top_k=3, median=method)["x"]
+    want = _numpy_reference(h, lengths, 3, 100.0, 1000.0)
+    assert got.top_values.tolist() == want["top_values"]
+    assert got.top_positions.tolist() == want["top_positions"]
+    assert got.top_dims.tolist() == want["top_dims"]
+    assert got.median.tolist() == want["median"]
+    assert got.ratio.tolist() == [np.float32(t[0]) / np.float32(m) for t, m in zip(want["top_values"], want["median"])]
+    for kind in ("massive", "near"):
+        e = getattr(got, kind)
+        assert list(zip(e.rows.tolist(), e.positions.tolist(), e.dims.tolist(), e.values.tolist())) == want[kind]
+    assert [r[:3] for r in want["massive"]] == [(0, 0, 5), (1, 0, 5)] and [r[:3] for r in want["near"]] == [(1, 2, 7)]
+    real_max = np.stack([np.abs(h[i, :n].float().numpy()).max(0) for i, n in enumerate(lengths)]).max(0)
+    assert got.dim_max.tolist() == real_max.tolist()
+
+
+def test_reduce_batch_strict_thresholds_and_head_axes():
+    h = torch.full((1, 2, 2, 3), 0.5)  # [batch, pos, head, d_head]: features are head * d_head + i
+    h[0, 1, 1, 2] = 100.0  # exactly the absolute threshold: not flagged (strict >)
+    h[0, 0, 1, 0] = 500.0  # 500 == 1000 x median 0.5: near, not massive (strict >)
+    got = reduce_batch({"q": h}, ["q"], torch.ones(1, 2, dtype=torch.bool), lengths=[2], top_k=1)["q"]
+    assert got.massive.values.tolist() == [] and got.near.dims.tolist() == [3] and got.near.values.tolist() == [500.0]
+    assert got.dim_max.shape == (6,)
+
+
+def test_reduce_batch_rejects_non_token_hooks_and_large_top_k():
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    with pytest.raises(MiMassiveError, match="per-token features"):
+        reduce_batch({"p": torch.zeros(1, 4, 2, 2)}, ["p"], mask, lengths=[2])
+    with pytest.raises(MiMassiveError, match="top_k=5 exceeds"):
+        reduce_batch({"x": torch.zeros(1, 2, 2)}, ["x"], mask, lengths=[2], top_k=5)
+
+
+HOST_READS = {"__bool__", "__int__", "__float__", "__index__", "tolist", "cpu", "item", "nonzero", "masked_select",
+              "unique", "bincount", "repeat_interleave"}
+
+
+class CountHostReads(TorchFunctionMode):
+    """Counts the calls that make the host wait for a device (on a GPU): reading values back or sizing by them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        bool_index = name == "__getitem__" and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                                                    for i in (args[1] if isinstance(args[1], tuple) else (args[1],)))
+        if name in HOST_READS or bool_index:
+            self.reads.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("n_hooks", [1, 30])
+def test_reduce_batch_reads_the_device_three_times_per_batch(n_hooks):
+    """The sync-free path (histogram medians, as on CUDA): 1 read of the counts, 2 of the packed results."""
+    h, mask, lengths = _padded_batch()
+    acts = {f"h{i}": h * (i + 1) for i in range(n_hooks)}
+    with CountHostReads() as counter:
+        out = reduce_batch(acts, list(acts), mask, lengths=lengths, median="histogram")
+    assert sorted(counter.reads) == ["cpu", "cpu", "tolist"]
+    assert len(out[f"h{n_hooks - 1}"].massive.values) == 2
+
+
+def test_finite_check_reads_once_and_names_the_bad_tensors():
+    tensors = {f"t{i}": torch.ones(2, 3, dtype=torch.bfloat16) * 60000 for i in range(20)}  # bf16 sums stay finite
+    tensors["t7"] = tensors["t7"].clone()
+    tensors["t7"][1, 2] = float("nan")
+    with CountHostReads() as counter:
+        assert suspects(tensors) == ["t7"]
+    assert counter.reads == ["tolist"]
