@@ -116,40 +116,42 @@ def histogram_medians(a: Float[torch.Tensor, "rows n"], valid: Bool[torch.Tensor
 
     For non-negative floats the int32 bit pattern is ordered like the value, so the middle ranks are found
     by a radix select in two 16-bit passes: a histogram of the high 16 bits per row (``index_add_``: one
-    pass over the entries, counts exact in int64), whose cumulative sum locates the bucket of each middle
+    pass over the entries, exact int32 counts), whose cumulative sum locates the bucket of each middle
     rank (``searchsorted``), then a histogram of the low 16 bits of the entries in that bucket. The value
     is rebuilt from its bits, so it is exactly an entry of ``a``; an even count averages the two middle
     values in float32, as numpy does. ``low_bits_zero`` skips the second pass when the low 16 bits are
     zero everywhere (``a`` converted from bfloat16). Entries must be finite (NaN would sort last, as in
     numpy). Every shape and index is known in advance, so on a GPU the whole computation is queued
-    without waiting for the device (:func:`row_medians` uses it there). Memory: one int64 index per entry.
+    without waiting for the device (:func:`row_medians` uses it there). Memory: one int32 key per entry.
     """
     rows, n = a.shape
-    device = a.device
-    bits = a.float().contiguous().view(torch.int32)
-    weight = (valid.to(torch.int64) if valid is not None
-              else torch.ones(1, dtype=torch.int64, device=device).expand(rows, n))
-    count = weight.sum(1) if valid is not None else torch.full((rows,), n, dtype=torch.int64, device=device)
+    if rows >= 1 << 15 or n >= 1 << 31:
+        raise ValueError(f"histogram_medians takes fewer than 2**15 rows of fewer than 2**31 entries, got {rows} x {n}")
+    device, i32 = a.device, torch.int32  # keys, counts and ranks all fit in int32: half the traffic of int64
+    bits = a.float().contiguous().view(i32)
+    weight = valid.to(i32) if valid is not None else torch.ones(1, dtype=i32, device=device).expand(rows, n)
+    count = weight.sum(1, dtype=i32) if valid is not None else torch.full((rows,), n, dtype=i32, device=device)
     ranks = torch.stack([(count - 1).clamp_min(0) // 2, count // 2], dim=1)  # [rows, 2]: the middle ranks
-    base = (torch.arange(rows, device=device, dtype=torch.int64) << 16)[:, None]
+    base = (torch.arange(rows, device=device, dtype=i32) << 16)[:, None]
 
     def select(keys: torch.Tensor, weights: torch.Tensor, wanted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(16-bit key holding rank ``wanted`` [rows, 2], entries below that key) from a weighted histogram."""
-        hist = torch.zeros(rows << 16, dtype=torch.int64, device=device)
+        hist = torch.zeros(rows << 16, dtype=i32, device=device)
         hist.index_add_(0, (keys + base).reshape(-1), weights.reshape(-1))
-        cum = hist.view(rows, 1 << 16).cumsum(1)
-        key = torch.searchsorted(cum, wanted, right=True).clamp_max((1 << 16) - 1)
+        cum = hist.view(rows, 1 << 16).cumsum(1, dtype=i32)
+        key = torch.searchsorted(cum, wanted.to(i32), right=True).clamp_max((1 << 16) - 1)
         below = torch.where(key > 0, cum.gather(1, (key - 1).clamp_min(0)), 0)
         return key, below
 
-    high, below = select((bits >> 16).to(torch.int64), weight, ranks)
+    high_bits = bits >> 16
+    high, below = select(high_bits, weight, ranks)
     if low_bits_zero:
         value_bits = high << 16
     else:
-        low = (bits & 0xFFFF).to(torch.int64)
+        low = bits & 0xFFFF
         parts = []
         for j in range(2):  # the low bits of each middle rank, among the entries of its high bucket
-            inside = ((bits >> 16) == high[:, j : j + 1]).to(torch.int64) * weight
+            inside = (high_bits == high[:, j : j + 1]).to(i32) * weight
             key, _ = select(low, inside, (ranks[:, j] - below[:, j])[:, None])
             parts.append(key[:, 0])
         value_bits = (high << 16) | torch.stack(parts, dim=1)
