@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
+
+from host_reads import CountHostReads
 
 from mi_massive.analyses.scan.median import histogram_medians, row_medians
 from mi_massive.analyses.scan.reduce import reduce_batch
@@ -126,26 +127,6 @@ def test_reduce_batch_rejects_non_token_hooks_and_large_top_k():
         reduce_batch({"p": torch.zeros(1, 4, 2, 2)}, ["p"], mask, lengths=[2])
     with pytest.raises(MiMassiveError, match="top_k=5 exceeds"):
         reduce_batch({"x": torch.zeros(1, 2, 2)}, ["x"], mask, lengths=[2], top_k=5)
-
-
-HOST_READS = {"__bool__", "__int__", "__float__", "__index__", "tolist", "cpu", "item", "nonzero", "masked_select",
-              "unique", "bincount", "repeat_interleave"}
-
-
-class CountHostReads(TorchFunctionMode):
-    """Counts the calls that make the host wait for a device (on a GPU): reading values back or sizing by them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", "")
-        bool_index = name == "__getitem__" and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
-                                                    for i in (args[1] if isinstance(args[1], tuple) else (args[1],)))
-        if name in HOST_READS or bool_index:
-            self.reads.append(name)
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("n_hooks", [1, 30])

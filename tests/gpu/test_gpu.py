@@ -76,6 +76,45 @@ def test_scan_on_cuda_equals_cpu(pair):
     assert got.massive  # the planted entry is found on CUDA too
 
 
+def test_scan_of_padded_texts_on_cuda_equals_cpu(pair):
+    """Right-padded batches: the CUDA medians (histogram select with a validity mask) equal numpy's on the CPU."""
+    cpu, gpu, _ = pair
+    texts = ["The cat sat on the mat.", "Hi.", "A much longer sentence about summer, winter and the sea."]
+    corpus = mm.text_corpus(cpu, texts, prepend_bos=True)
+    assert len(set(corpus.lengths)) == 3
+    want, got = mm.scan(cpu, corpus, batch_size=3, progress=False), mm.scan(gpu, corpus, batch_size=3, progress=False)
+    assert_close_json(got.to_dict(), want.to_dict())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_reduce_batch_on_cuda_is_exact_and_reads_three_times(dtype):
+    """The sync-free reduction on CUDA: the same float32 numbers as the CPU path, and 3 device reads per batch."""
+    from mi_massive.analyses.scan.reduce import reduce_batch
+    from host_reads import CountHostReads
+
+    g = torch.Generator().manual_seed(0)
+    lengths = [40, 33, 17]
+    mask = torch.arange(40)[None, :] < torch.tensor(lengths)[:, None]
+    acts = {}
+    for i in range(12):
+        h = torch.randn(3, 40, 64, generator=g)
+        h[:, 0, 7] = 3000.0 * (i + 1)
+        h[1, 3, 9] = 150.0
+        acts[f"h{i}"] = h.to(dtype)
+    want = reduce_batch(acts, list(acts), mask, lengths=lengths)  # CPU: numpy medians
+    cuda_acts = {k: v.cuda() for k, v in acts.items()}
+    torch.cuda.synchronize()
+    with CountHostReads() as counter:
+        got = reduce_batch(cuda_acts, list(acts), mask.cuda(), lengths=lengths)
+    assert sorted(counter.reads) == ["cpu", "cpu", "tolist"]
+    for name in acts:
+        for field in ("top_values", "top_positions", "top_dims", "median", "ratio", "dim_max"):
+            assert getattr(got[name], field).tolist() == getattr(want[name], field).tolist(), (name, field)
+        for kind in ("massive", "near"):
+            a, b = getattr(got[name], kind), getattr(want[name], kind)
+            assert a.rows.tolist() == b.rows.tolist() and a.values.tolist() == b.values.tolist()
+
+
 def test_heads_on_cuda_equals_cpu(pair):
     both(pair, lambda m, c: mm.heads(m, c, progress=False))
 
