@@ -112,7 +112,7 @@ def bench_cpu_time(n: int, seq_len: int, batch_size: int, repeats: int) -> dict:
     # equality on the first batch (block outputs 0..L-2: hidden_states[L] is after the final norm)
     _, ids, mask = next(corpus.batches(batch_size))
     hidden = plain()[0]
-    _, fast = run_capture(bridge, ids, names, mask=mask)
+    _, fast = run_capture(bridge, ids, names, mask=mask, route="auto")  # the scan's route
     _, slow = run_capture(bridge, ids, names, mask=mask, route="bridge")
     pairs = list(zip(names[:-1], hidden[:-1]))
     equality = {"scan_vs_plain_max_rel": max(_rel(fast[k], h) for k, h in pairs),
