@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from hf_reference import block_outputs
-from mi_massive.analyses.scan.detect import detect, sequence_stats, true_median
+from mi_massive.analyses.scan.detect import detect
+from mi_massive.analyses.scan.median import exact_median
+from mi_massive.analyses.scan.reduce import reduce_batch
 from mi_massive.core.corpus import builtin_corpus, text_corpus
 from mi_massive.errors import MiMassiveError, NumericalOverflowError
 from mi_massive.core.loading import load_toy
@@ -21,23 +23,25 @@ def hf_block_outputs(hf_model, ids: torch.Tensor) -> list[torch.Tensor]:
     return block_outputs(hf_model, blocks, ids)
 
 
-def test_true_median_matches_numpy():
+def test_exact_median_matches_numpy():
     for n in (1, 2, 7, 10, 1001):
         x = torch.randn(n)
-        assert true_median(x) == pytest.approx(float(np.median(x.numpy())), rel=1e-6)
+        assert exact_median(x) == pytest.approx(float(np.median(x.numpy())), rel=1e-6)
 
 
-def test_sequence_stats_hand_example():
+def test_batch_statistics_hand_example():
     h = torch.zeros(1, 3, 4)
     h[0, 0, 2] = -500.0
     h[0, 1, 1] = 7.0
     h[0, 2] = torch.tensor([1.0, 2.0, 3.0, 4.0])
     mask = torch.tensor([[True, True, False]])  # position 2 is padding and must be ignored
-    s = sequence_stats(h, mask, k=2)
+    s = reduce_batch({"h": h}, ["h"], mask, lengths=[2], top_k=2)["h"]
     assert s.top_values.tolist() == [[500.0, 7.0]]
     assert s.top_positions.tolist() == [[0, 1]] and s.top_dims.tolist() == [[2, 1]]
-    assert s.median.item() == 0.0  # 8 real entries, six zeros
-    assert s.dim_max.tolist() == [[0.0, 7.0, 500.0, 0.0]]
+    assert s.median.tolist() == [0.0]  # 8 real entries, six zeros
+    assert s.dim_max.tolist() == [0.0, 7.0, 500.0, 0.0]
+    assert s.massive.values.tolist() == [-500.0]  # median 0: any entry above 100 is massive
+    assert detect(h, mask)[0].values.tolist() == [-500.0]  # the median computed by detect itself
     massive, near = detect(h, mask, torch.tensor([0.1]), abs_threshold=100, rel_threshold=1000)
     assert massive.positions.tolist() == [0] and massive.dims.tolist() == [2] and massive.values.tolist() == [-500.0]
     massive, near = detect(h, mask, torch.tensor([1.0]), abs_threshold=100, rel_threshold=1000)

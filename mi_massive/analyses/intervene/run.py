@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import torch
 
 from mi_massive.core.stats import chunk_nll, paired_ratio_ci, ppl_with_ci
-from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect, sequence_stats
+from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.hooks.intervention import EntryEdit, control_dims, entry_edit, layer_hooks
@@ -251,8 +251,7 @@ def _eval_run(model, corpus: Corpus, coords: dict[int, Coords], plan: list[tuple
 def _detect_positions(h: torch.Tensor, mask: torch.Tensor, indices: range, dims: Sequence[int], abs_threshold: float,
                       rel_threshold: float) -> Coords:
     """Massive positions per sequence of one batch's block output (a position counts if any of ``dims`` is massive)."""
-    med = sequence_stats(h, mask, 1).median
-    mas, _ = detect(h, mask, med, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
+    mas, _ = detect(h, mask, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
     coords: dict[int, set[int]] = defaultdict(set)
     for row, pos, d in zip(mas.rows.tolist(), mas.positions.tolist(), mas.dims.tolist()):
         if d in set(dims):

@@ -13,7 +13,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 
 from mi_massive.analyses.mlp.neurons import checkpoint_stats, contribution_summary, neuron_contributions
-from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect, sequence_stats
+from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, detect
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.provenance import provenance
@@ -116,8 +116,7 @@ def capture_layer(model, corpus: Corpus, layer: int, names: Sequence[str], *, ba
     for indices, ids, mask, _lg, acts in iter_corpus(model, corpus, wanted, batch_size=batch_size,
                                                      progress=f"capture block {layer}"):
         h = acts[resid]
-        med = sequence_stats(h, mask, 1).median
-        mas, _ = detect(h, mask, med, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
+        mas, _ = detect(h, mask, abs_threshold=abs_threshold, rel_threshold=rel_threshold)
         flag = torch.zeros_like(h, dtype=torch.bool)
         flag[mas.rows, mas.positions, mas.dims] = True
         for n in wanted:

@@ -13,8 +13,8 @@ of a 32-layer model). Here every hook's statistics are queued first with shapes 
 (:func:`~mi_massive.analyses.scan.median.histogram_medians` for the medians on CUDA, the padding taken
 from the host's ``lengths``), then the device is read twice per batch and device: the candidate counts
 (entries above the absolute threshold), then one float32 and one int64 buffer holding everything else.
-Candidates are listed with ``torch.nonzero_static`` at their known count. The numbers equal
-:func:`~mi_massive.analyses.scan.detect.sequence_stats` and :func:`~mi_massive.analyses.scan.detect.detect`
+Candidates are listed with ``torch.nonzero_static`` at their known count. The numbers equal numpy's on
+the same values and the rule of :func:`~mi_massive.analyses.scan.detect.detect`
 (``tests/analyses/test_scan_reduce.py``).
 """
 
@@ -27,19 +27,9 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 
-from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD
+from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, Detection
 from mi_massive.analyses.scan.median import row_medians
 from mi_massive.errors import MiMassiveError
-
-
-@dataclass
-class Entries:
-    """Flagged entries of one hook in one batch (1-D numpy arrays): batch row, position, feature, signed value."""
-
-    rows: Int[np.ndarray, "n"]
-    positions: Int[np.ndarray, "n"]
-    dims: Int[np.ndarray, "n"]
-    values: Float[np.ndarray, "n"]
 
 
 @dataclass
@@ -59,8 +49,8 @@ class HookBatch:
     median: Float[np.ndarray, "batch"]
     ratio: Float[np.ndarray, "batch"]
     dim_max: Float[np.ndarray, "features"]
-    massive: Entries
-    near: Entries
+    massive: Detection
+    near: Detection
 
 
 def hook_features(name: str, h: torch.Tensor, batch_shape: tuple[int, int], shortest: int,
@@ -177,6 +167,6 @@ def _read_results(queued: Mapping[str, dict], names: Sequence[str], top_k: int) 
                 top_values=top_values, top_positions=top_pos.reshape(batch, top_k),
                 top_dims=top_dims.reshape(batch, top_k), median=med,
                 ratio=ratio, dim_max=dim_max,
-                massive=Entries(rows[chosen], pos[chosen], dims[chosen], values[chosen]),
-                near=Entries(rows[~chosen], pos[~chosen], dims[~chosen], values[~chosen]))
+                massive=Detection(rows[chosen], pos[chosen], dims[chosen], values[chosen]),
+                near=Detection(rows[~chosen], pos[~chosen], dims[~chosen], values[~chosen]))
     return {name: out[name] for name in names}

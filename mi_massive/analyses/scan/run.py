@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD
-from mi_massive.analyses.scan.reduce import Entries, reduce_batch
+from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, Detection
+from mi_massive.analyses.scan.reduce import reduce_batch
 from mi_massive.core.stats import summarize
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
@@ -48,7 +48,7 @@ def token_strings(model, sequences: list[list[int]]) -> list[list[str]]:
     return out
 
 
-def _arrays(entries: Entries, offset: range) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _arrays(entries: Detection, offset: range) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(sequence, position, dim, value) arrays of flagged entries (batch rows mapped to corpus sequence indices)."""
     rows = entries.rows
     return (np.asarray(offset, dtype=np.int64)[rows] if len(rows) else rows.astype(np.int64),
