@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.mi_massive-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ bench: setup
 	$(PY) benchmarks/bench_sweep.py
 	$(PY) benchmarks/bench_patch.py
 	$(PY) benchmarks/bench_study.py --ray
+
+# pure-Python dependencies the GPU machine lacks (it has torch, transformers, numpy, ...), as wheels for its
+# Python (3.12), at the versions installed here; scripts/gpu_check.sh installs them there with --no-deps
+GPU_WHEELS := datasets dill multiprocess plotly beartype typeguard fancy-einsum circuitsvis gguf transformer-lens truststore
+GPU_PYTHON ?= 3.12
+
+gpu-wheels: setup
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --dest .whl \
+		$$($(PY) -c 'import importlib.metadata as m, sys; print(" ".join(f"{n}=={m.version(n)}" for n in sys.argv[1:]))' $(GPU_WHEELS))
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -284,3 +284,25 @@ def test_cli_device_flags(tmp_path, monkeypatch):
     many = runner.invoke(app, ["heads", "--model", "toy-llama", "--text", "The cat.", "--n-devices", "2",
                                "--out", str(tmp_path / "c")])
     assert many.exit_code == 2 and "error: n_devices=2 requires CUDA" in many.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_gpu_check_script_refuses_without_cuda_or_wheels(tmp_path):
+    """scripts/gpu_check.sh: one 'error:' line and exit 2, before installing anything, when it cannot run."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    copy = tmp_path / "repo"
+    (copy / "scripts").mkdir(parents=True)
+    shutil.copy(repo / "scripts" / "gpu_check.sh", copy / "scripts")
+    run = lambda: subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=copy, capture_output=True, text=True,  # noqa: E731
+                                 env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable}, timeout=120)
+    no_wheels = run()
+    assert no_wheels.returncode == 2 and no_wheels.stderr.startswith("error: no wheels in .whl/")
+    (copy / ".whl").mkdir()
+    (copy / ".whl" / "x-1.0-py3-none-any.whl").write_bytes(b"")
+    no_cuda = run()
+    assert no_cuda.returncode == 2 and no_cuda.stderr.strip() == "error: no CUDA device here (torch.cuda.is_available() is False)"
