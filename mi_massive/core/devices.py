@@ -324,7 +324,7 @@ def device_record(model) -> dict[str, Any]:
     dev = input_device(model)
     hf = getattr(model, "original_model", model)
     device_map = getattr(hf, "hf_device_map", None)
-    devices = sorted({str(p.device) for p in hf.parameters()}) if isinstance(hf, torch.nn.Module) else [str(dev)]
+    devices = sorted(map(str, {p.device for p in hf.parameters()})) if isinstance(hf, torch.nn.Module) else [str(dev)]
     sharded = len(devices) > 1 or (device_map is not None and len(set(map(str, device_map.values()))) > 1)
     name, memory = platform.processor() or platform.machine(), None
     if dev.type == "cuda":

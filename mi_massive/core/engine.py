@@ -32,7 +32,8 @@ class _StopForward(Exception):
 
 def check_hook_names(model, names: Iterable[str]) -> None:
     """Raise a clear error for a hook name the model does not have."""
-    missing = [n for n in names if n not in model.hook_dict]
+    hooks = model.hook_dict  # a property that builds the dict: once, not per name
+    missing = [n for n in names if n not in hooks]
     if missing and getattr(model.cfg, "is_visual_model", False):  # mi_massive.core.loading.vit.VisionModel
         raise MiMassiveError(f"vision model {model.cfg.model_name} has no hook {missing[0]}: it provides "
                              f"resid_pre, resid_post, attn.hook_pattern and ln_final (scan, heads and intervene apply)")

@@ -97,9 +97,12 @@ def _has_user_hooks(model) -> bool:
     if any(hp._forward_hooks or hp._forward_pre_hooks for hp in hook_dict.values()):
         return True
     bridges = [m for m in model.modules() if isinstance(m, component)]
+    hooked = [m for m in bridges if m._forward_hooks or m._forward_pre_hooks]
+    if not hooked:
+        return False
     # TransformerLens' own capture hooks (BlockBridge wires them on ln1/ln2 at the first bridge forward)
     internal = {h.id for m in bridges for h in getattr(m, "_capture_hook_handles", ())}
-    return any(set(m._forward_hooks) - internal or set(m._forward_pre_hooks) - internal for m in bridges)
+    return any(set(m._forward_hooks) - internal or set(m._forward_pre_hooks) - internal for m in hooked)
 
 
 def _hf_layers(model) -> list[nn.Module] | None:

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import errno as _errno
+import functools
 import hashlib
 import json
 import math
@@ -507,13 +508,19 @@ def out_dir_run(out: str | Path, command: str, options: dict[str, Any] | None = 
 
 
 def package_versions() -> dict[str, str]:
+    """Python's and the key packages' versions (provenance); read once per process (the installed metadata is parsed)."""
+    return dict(_package_versions())
+
+
+@functools.cache
+def _package_versions() -> tuple[tuple[str, str], ...]:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
-    return versions
+    return tuple(versions.items())
 
 
 def utc_now() -> str:
