@@ -169,6 +169,7 @@ def iter_corpus(
     progress: bool | str = True,
     route: str = "bridge",
     to_float32: bool = True,
+    check: bool = True,
 ) -> Iterator[tuple[range, Int[torch.Tensor, "batch pos"], Bool[torch.Tensor, "batch pos"], torch.Tensor | None, dict[str, torch.Tensor]]]:
     """Run the corpus batch by batch; yield (sequence indices, ids, real-token mask, logits, captures).
 
@@ -182,8 +183,9 @@ def iter_corpus(
     fit is a :class:`MiMassiveError` naming the device, the batch and the tokens. ``ids`` and ``mask``
     are yielded on the embedding's device (where a single-device model's captures are too; on a sharded
     model move the mask to each capture's device).
-    ``route`` and ``to_float32`` as in :func:`run_capture` (``to_float32=False`` keeps the model's dtype:
-    half the capture memory of a bf16 model, no conversion pass).
+    ``route``, ``to_float32`` and ``check`` as in :func:`run_capture` (``to_float32=False`` keeps the model's
+    dtype: half the capture memory of a bf16 model, no conversion pass; ``check=False`` leaves the inf/NaN
+    test to the caller, as the scan's reduction does, so that nothing waits for the device here).
     """
     size = auto_batch_size(model, corpus) if batch_size is None else batch_size
     if size < 1:
@@ -199,7 +201,7 @@ def iter_corpus(
             hooks = fwd_hooks(indices) if callable(fwd_hooks) else fwd_hooks
             try:
                 logits, acts = run_capture(model, ids, names, fwd_hooks=hooks, need_logits=need_logits, mask=mask,
-                                           route=route, to_float32=to_float32)
+                                           route=route, to_float32=to_float32, check=check)
             except Exception as err:  # noqa: BLE001 (only out-of-memory is handled; the rest re-raised)
                 if not is_out_of_memory(err):
                     raise

@@ -147,3 +147,32 @@ def test_finite_check_reads_once_and_names_the_bad_tensors():
     with CountHostReads() as counter:
         assert suspects(tensors) == ["t7"]
     assert counter.reads == ["tolist"]
+
+
+def test_reduce_batch_checks_inf_and_nan_at_real_positions_only():
+    from mi_massive.errors import NumericalOverflowError
+
+    h, mask, lengths = _padded_batch(dtype=torch.float16)
+    h[2, 7, 0] = float("inf")  # a pad position of row 2 (5 real tokens): ignored
+    got = reduce_batch({"x": h}, ["x"], mask, lengths=lengths)["x"]
+    assert got.massive.rows.tolist() == [0, 1]
+    h[1, 1, 3] = float("nan")
+    with pytest.raises(NumericalOverflowError, match=r"inf/NaN in x at index \[1, 1, 3\].*float16 max is 65,504"):
+        reduce_batch({"x": h}, ["x"], mask, lengths=lengths)
+    reduce_batch({"x": h}, ["x"], mask, lengths=lengths, check=False)  # the caller's choice
+
+
+def test_host_work_runs_after_queueing_and_before_the_first_read():
+    h, mask, lengths = _padded_batch()
+    events: list[str] = []
+
+    class Recorder(CountHostReads):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in ("tolist", "cpu"):
+                events.append("read")
+            return super().__torch_function__(func, types, args, kwargs)
+
+    with Recorder():
+        reduce_batch({"x": h, "y": 2 * h}, ["x", "y"], mask, lengths=lengths, median="histogram",
+                     while_queued=lambda: events.append("host work"))
+    assert events == ["host work", "read", "read", "read"]

@@ -1,4 +1,4 @@
-"""One batch of captures reduced to the scan's statistics, reading the device back twice per batch.
+"""One batch of captures reduced to the scan's statistics, reading the device back three times per batch.
 
 >>> import mi_massive as mm, torch
 >>> h = torch.full((1, 3, 4), 0.5); h[0, 0, 2] = -5000.0; h[0, 1, 1] = 150.0
@@ -11,8 +11,10 @@ Why a module of its own: on a GPU every read of a device value on the host (``.t
 queues the next kernels. Reducing hook by hook with such reads cost ~15 waits per hook (~500 per batch
 of a 32-layer model). Here every hook's statistics are queued first with shapes known in advance
 (:func:`~mi_massive.analyses.scan.median.histogram_medians` for the medians on CUDA, the padding taken
-from the host's ``lengths``), then the device is read twice per batch and device: the candidate counts
-(entries above the absolute threshold), then one float32 and one int64 buffer holding everything else.
+from the host's ``lengths``), then the device is read three times per batch and device: the candidate counts
+(entries above the absolute threshold) with the inf/NaN test, then one float32 and one int64 buffer
+holding everything else. Nothing before reads the device, so the host queues all of it while the forward
+still runs, and host work passed as ``while_queued`` runs then too.
 Candidates are listed with ``torch.nonzero_static`` at their known count. The numbers equal numpy's on
 the same values and the rule of :func:`~mi_massive.analyses.scan.detect.detect`
 (``tests/analyses/test_scan_reduce.py``).
@@ -21,7 +23,7 @@ the same values and the rule of :func:`~mi_massive.analyses.scan.detect.detect`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +31,7 @@ from jaxtyping import Bool, Float, Int
 
 from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, Detection
 from mi_massive.analyses.scan.median import row_medians
+from mi_massive.core.engine import check_finite
 from mi_massive.errors import MiMassiveError
 
 
@@ -86,13 +89,19 @@ def _listed(flags: Bool[torch.Tensor, "..."], count: int) -> Int[torch.Tensor, "
 @torch.no_grad()
 def reduce_batch(acts: Mapping[str, torch.Tensor], names: Sequence[str], mask: Bool[torch.Tensor, "batch pos"], *,
                  lengths: Sequence[int], top_k: int = 3, abs_threshold: float = ABS_THRESHOLD,
-                 rel_threshold: float = REL_THRESHOLD, median: str = "auto") -> dict[str, HookBatch]:
+                 rel_threshold: float = REL_THRESHOLD, median: str = "auto", check: bool = True,
+                 while_queued: Callable[[], None] | None = None) -> dict[str, HookBatch]:
     """Every hook's :class:`HookBatch` for one batch: {name: statistics}, in the order of ``names``.
 
     ``mask`` [batch, pos] marks real tokens (right-padded), ``lengths`` their count per row (host ints).
     ``median`` picks the median algorithm (:func:`~mi_massive.analyses.scan.median.row_medians`).
     Activations may be in any float dtype and on any device (a sharded model's hooks on their own GPU);
     statistics are computed in float32 where each activation lives.
+    ``check``: inf/NaN at a real position raises :class:`~mi_massive.errors.NumericalOverflowError` naming the
+    hook and dtype (:func:`~mi_massive.core.engine.check_finite`), tested within the count read, so a caller
+    can capture with ``check=False`` and the forward is never waited for on its own.
+    ``while_queued``: host work to run once everything is queued and before the first read (on a GPU it
+    overlaps the device's work; the scan builds its token strings and provenance there).
     """
     batch_shape = tuple(mask.shape)
     shortest = min(lengths)
@@ -105,9 +114,17 @@ def reduce_batch(acts: Mapping[str, torch.Tensor], names: Sequence[str], mask: B
         masked = a.masked_fill(~real, -1.0) if padded else a  # pads can never reach a top-k (|h| >= 0)
         top = masked.flatten(1).topk(top_k, dim=1)
         med = row_medians(a, mask, lengths=list(lengths), method=median, source_dtype=h.dtype)
-        queued[name] = {"h": h, "top": top, "median": med, "count": _candidates(a, real, abs_threshold, padded).sum(),
-                        "dim_max": masked.amax(1).amax(0).clamp_min(0.0)}
-    counts = _read_counts(queued)  # 2. one read per device: how many candidates each hook has
+        count = _candidates(a, real, abs_threshold, padded).sum()
+        finite = torch.isfinite(acts[name].sum(dtype=torch.float32)).to(torch.int64) if check else torch.ones_like(count)
+        queued[name] = {"h": h, "top": top, "median": med, "dim_max": masked.amax(1).amax(0).clamp_min(0.0),
+                        "count": torch.stack([count, finite])}
+    if while_queued is not None:
+        while_queued()
+    counts = _read_counts(queued)  # 2. one read per device: how many candidates each hook has, and inf/NaN
+    for name, (_, finite) in counts.items():
+        if not finite:  # raises for inf/NaN at a real position (a non-finite sum may also be an overflow of it)
+            check_finite(name, acts[name], mask, acts[name].dtype)
+    counts = {name: count for name, (count, _) in counts.items()}
     for name, q in queued.items():  # 3. list the candidates at their known count, split massive / near
         h = q["h"]
         if counts[name]:  # the flags are recomputed: one flag tensor alive at a time
@@ -127,8 +144,8 @@ def _by_device(queued: Mapping[str, dict]) -> dict[torch.device, list[str]]:
     return groups
 
 
-def _read_counts(queued: Mapping[str, dict]) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def _read_counts(queued: Mapping[str, dict]) -> dict[str, list[int]]:
+    counts: dict[str, list[int]] = {}
     for names in _by_device(queued).values():
         counts.update(zip(names, torch.stack([queued[n]["count"] for n in names]).tolist()))
     return counts

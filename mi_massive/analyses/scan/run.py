@@ -129,7 +129,15 @@ def scan(
                                                              include_embed=include_embed)
     batch_size = batch_size or corpus.auto_batch_size()
     route = pick_route(model, names, route="auto")  # 'hf': plain transformers forward (core/fastpath.py); 'bridge': hooks
-    str_tokens = token_strings(model, corpus.sequences)
+    opts = {"top_k": top_k, "abs_threshold": abs_threshold, "rel_threshold": rel_threshold,
+            "include_embed": include_embed, "hooks": DEFAULT_HOOKS_LABEL if names == default_names else names,
+            "route": route, **(options or {})}
+    host: dict[str, Any] = {}
+
+    def host_work() -> None:  # needs no activation: done while the device runs the first batch
+        if not host:
+            host.update(str_tokens=token_strings(model, corpus.sequences),
+                        provenance=provenance(model, corpus, options=opts))
     per_hook: dict[str, dict[str, list]] = {n: {"top_values": [], "top_positions": [], "top_dims": [],
                                                 "median": [], "ratio": []} for n in names}
     dim_max: dict[str, torch.Tensor] = {}
@@ -139,9 +147,10 @@ def scan(
     massive_dims: dict[str, set[int]] = {n: set() for n in names}
     near_total = 0
     for indices, ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size, route="auto",
-                                                          progress="scan" if progress else False, to_float32=False):
+                                                          progress="scan" if progress else False, to_float32=False,
+                                                          check=False):
         reduced = reduce_batch(acts, names, mask, lengths=[corpus.lengths[i] for i in indices], top_k=top_k,
-                               abs_threshold=abs_threshold, rel_threshold=rel_threshold)
+                               abs_threshold=abs_threshold, rel_threshold=rel_threshold, while_queued=host_work)
         del acts
         token_table = None
         for hook_index, name in enumerate(names):
@@ -167,6 +176,7 @@ def scan(
             near_total += len(stats.near.values)
             seqs, poss, dims, vals = _arrays(stats.near, indices)
             kept_near.add(hook=hook_index, sequences=seqs, positions=poss, dims=dims, values=vals)
+    str_tokens = host["str_tokens"]
     medians = {name: per_hook[name]["median"] for name in names}
     massive = _entries(kept_massive, names, n_layers, corpus.sequences, str_tokens, medians)
     near = _entries(kept_near, names, n_layers, corpus.sequences, str_tokens, medians)
@@ -187,11 +197,8 @@ def scan(
             top1_max=max(tops[0]), dim_max=dim_max[name].tolist(), per_sequence=LayerPerSequence(**rec),
             n_massive=n_massive[name], massive_dims=sorted(massive_dims[name]),
         ))
-    opts = {"top_k": top_k, "abs_threshold": abs_threshold, "rel_threshold": rel_threshold,
-            "include_embed": include_embed, "hooks": DEFAULT_HOOKS_LABEL if names == default_names else names,
-            "route": route, **(options or {})}
     return ScanResult(
-        provenance=provenance(model, corpus, options=opts), tokens=corpus.sequences, str_tokens=str_tokens,
+        provenance=host["provenance"], tokens=corpus.sequences, str_tokens=str_tokens,
         layers=layers, massive=massive, near_massive=near, near_massive_total=near_total,
         summary=tally.summary(len(corpus), id_to_string.__getitem__),
     )
