@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, Detection
-from mi_massive.analyses.scan.reduce import reduce_batch
+from mi_massive.analyses.scan.reduce import HookBatch, reduce_batch
 from mi_massive.core.stats import summarize
 from mi_massive.core.corpus.corpus import Corpus
 from mi_massive.errors import MiMassiveError
@@ -146,15 +146,13 @@ def scan(
     n_massive = {n: 0 for n in names}
     massive_dims: dict[str, set[int]] = {n: set() for n in names}
     near_total = 0
-    for indices, ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size, route="auto",
-                                                          progress="scan" if progress else False, to_float32=False,
-                                                          check=False):
-        reduced = reduce_batch(acts, names, mask, lengths=[corpus.lengths[i] for i in indices], top_k=top_k,
-                               abs_threshold=abs_threshold, rel_threshold=rel_threshold, while_queued=host_work)
-        del acts
+    layer_of = {name: scan_hook_layer(name, n_layers)[0] for name in names}
+
+    def absorb(indices: range, reduced: dict[str, HookBatch]) -> None:
+        """Fold one batch's statistics into the running records (host only: reads nothing from the device)."""
+        nonlocal near_total
         token_table = None
         for hook_index, name in enumerate(names):
-            layer, _ = scan_hook_layer(name, n_layers)
             stats, rec = reduced[name], per_hook[name]
             rec["top_values"] += stats.top_values.tolist()
             rec["top_positions"] += stats.top_positions.tolist()
@@ -166,16 +164,29 @@ def scan(
             seqs, poss, dims, vals = _arrays(stats.massive, indices)
             if len(vals):
                 kept_massive.add(hook=hook_index, sequences=seqs, positions=poss, dims=dims, values=vals)
-                token_table = ids.cpu().numpy() if token_table is None else token_table
+                token_table = corpus.batch(indices)[0].numpy() if token_table is None else token_table
                 token_ids = token_table[stats.massive.rows, poss]
                 order = np.stack([np.full(len(vals), hook_index), seqs, poss, dims], axis=1)
-                tally.add(layers=np.full(len(vals), layer), sequences=seqs, positions=poss, dims=dims, values=vals,
-                          token_ids=token_ids, order=order)
+                tally.add(layers=np.full(len(vals), layer_of[name]), sequences=seqs, positions=poss, dims=dims,
+                          values=vals, token_ids=token_ids, order=order)
                 n_massive[name] += len(vals)
                 massive_dims[name].update(np.unique(dims).tolist())
             near_total += len(stats.near.values)
             seqs, poss, dims, vals = _arrays(stats.near, indices)
             kept_near.add(hook=hook_index, sequences=seqs, positions=poss, dims=dims, values=vals)
+
+    pending: list[tuple[range, dict[str, HookBatch]]] = []
+    for indices, _ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size, route="auto",
+                                                           progress="scan" if progress else False, to_float32=False,
+                                                           check=False):
+        while pending:  # the previous batch's host work, while the device runs this batch's forward
+            absorb(*pending.pop())
+        pending.append((indices, reduce_batch(acts, names, mask, lengths=[corpus.lengths[i] for i in indices],
+                                              top_k=top_k, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
+                                              while_queued=host_work)))
+        del acts
+    while pending:
+        absorb(*pending.pop())
     str_tokens = host["str_tokens"]
     medians = {name: per_hook[name]["median"] for name in names}
     massive = _entries(kept_massive, names, n_layers, corpus.sequences, str_tokens, medians)
