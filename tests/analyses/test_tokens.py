@@ -35,3 +35,14 @@ def test_tokens_record_round_trip_and_table(result, tmp_path):
     assert list(df.columns) == ["class", "n_tokens", "n_massive", "rate", "rate_ci95"]
     assert df["class"].tolist() == ["start", "delimiter", "other"]
     assert list(figures(back)) == ["tokens_words"]
+
+
+def test_word_figure_says_why_a_panel_is_empty(result):
+    """On the toy no word type reaches the needed occurrences: every panel says so instead of showing bare axes."""
+    fig = figures(result)["tokens_words"]
+    assert result.words.n_types == {"function": 0, "content": 0}
+    notes = [a for a in fig.layout.annotations if a.text.startswith("no word type here")]
+    assert len(notes) == len(result.words.metric_names) == 4
+    assert f"each needs {result.words.occurrences_per_type} occurrences" in notes[0].text
+    assert [(a.xref, a.yref) for a in notes] == [("x domain", "y domain"), ("x2 domain", "y2 domain"),
+                                                 ("x3 domain", "y3 domain"), ("x4 domain", "y4 domain")]
