@@ -28,7 +28,7 @@ def head_heatmap(res: SweepResult, metric: int = 0) -> go.Figure:
     fig = go.Figure(go.Heatmap(
         z=z, x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(len(z))], colorscale="RdBu", zmid=0,
         colorbar=dict(title=dict(text=f"effect on {name}<br>(ablated - baseline,<br>mean over sequences)")),
-        hovertemplate="layer %{y}, head %{x}<br>effect %{z:.4g}<extra></extra>"))
+        hovertemplate="layer %{y}, head %{x}<br>effect %{z:,.6~r}<extra></extra>"))
     fig.update_layout(title=f"Single-head {res.mode} ablation: effect on {name} (baseline {fmt(base)})",
                       xaxis_title="head", yaxis_title="layer (block)", template="plotly_white",
                       yaxis=dict(autorange="reversed"), height=max(450, 18 * len(z) + 150))
@@ -40,7 +40,7 @@ def mlp_bars(res: SweepResult, metric: int = 0) -> go.Figure:
     name, base = _title(res, metric)
     eff = [e[metric] for e in res.mlp_effect or []]
     fig = go.Figure(go.Bar(x=[f"MLP {l}" for l in range(len(eff))], y=eff, marker_color="#4c72b0",
-                           hovertemplate="%{x}<br>effect %{y:.4g}<extra></extra>"))
+                           hovertemplate="%{x}<br>effect %{y:,.6~r}<extra></extra>"))
     fig.update_layout(title=f"Single-MLP {res.mode} ablation: effect on {name} (baseline {fmt(base)})",
                       xaxis_title="ablated MLP (block)", yaxis_title=f"effect on {name} (ablated - baseline)",
                       template="plotly_white")
