@@ -36,7 +36,7 @@ def patching_figure(res: PatchingResult, component: str) -> go.Figure:
         x_title = "position: token (clean→corrupted where they differ)"
     fig = go.Figure(go.Heatmap(z=z, x=x, y=[f"L{l}" for l in range(len(z))], colorscale="RdBu", zmid=0,
                                colorbar=dict(title=dict(text=bar)),
-                               hovertemplate="%{y}, %{x}<br>%{z:.4g}<extra></extra>"))
+                               hovertemplate="%{y}, %{x}<br>%{z:,.6~r}<extra></extra>"))
     fig.update_layout(title=f"Patching {component}, clean → corrupted (metric {res.metric}; clean {fmt(res.clean)}, "
                             f"corrupted {fmt(res.corrupted)})", xaxis_title=x_title, yaxis_title="layer (block)",
                       yaxis=dict(autorange="reversed"), template="plotly_white",
