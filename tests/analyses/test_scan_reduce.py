@@ -176,3 +176,23 @@ def test_host_work_runs_after_queueing_and_before_the_first_read():
         reduce_batch({"x": h, "y": 2 * h}, ["x", "y"], mask, lengths=lengths, median="histogram",
                      while_queued=lambda: events.append("host work"))
     assert events == ["host work", "read", "read", "read"]
+
+
+def test_many_flagged_entries_are_read_in_bounded_chunks(monkeypatch):
+    """Thresholds of 0 flag every entry: they are listed and read a few hooks at a time, with the same result."""
+    import mi_massive.analyses.scan.reduce as reduce
+
+    h, mask, lengths = _padded_batch()
+    acts = {f"h{i}": h * (i + 1) for i in range(5)}
+    whole = reduce_batch(acts, list(acts), mask, lengths=lengths, abs_threshold=0, rel_threshold=0, median="histogram")
+    per_hook = sum(lengths) * h.shape[-1]  # every real entry is flagged (none is exactly 0)
+    assert [len(whole[n].massive.values) for n in acts] == [per_hook] * 5
+    monkeypatch.setattr(reduce, "MAX_ENTRIES_PER_READ", 2 * per_hook)
+    with CountHostReads() as counter:
+        chunked = reduce_batch(acts, list(acts), mask, lengths=lengths, abs_threshold=0, rel_threshold=0,
+                               median="histogram")
+    assert sorted(counter.reads) == ["cpu"] * 6 + ["tolist"]  # 3 chunks (2 + 2 + 1 hooks) x 2 reads, 1 count read
+    for name in acts:
+        assert chunked[name].massive.values.tolist() == whole[name].massive.values.tolist()
+        assert chunked[name].massive.dims.tolist() == whole[name].massive.dims.tolist()
+        assert chunked[name].median.tolist() == whole[name].median.tolist()

@@ -125,16 +125,39 @@ def reduce_batch(acts: Mapping[str, torch.Tensor], names: Sequence[str], mask: B
         if not finite:  # raises for inf/NaN at a real position (a non-finite sum may also be an overflow of it)
             check_finite(name, acts[name], mask, acts[name].dtype)
     counts = {name: count for name, (count, _) in counts.items()}
-    for name, q in queued.items():  # 3. list the candidates at their known count, split massive / near
-        h = q["h"]
-        if counts[name]:  # the flags are recomputed: one flag tensor alive at a time
-            flags = _candidates(h.abs().float(), mask.to(h.device)[..., None], abs_threshold, padded)
-            rows, pos, dims = _listed(flags, counts[name]).unbind(1)
-        else:
-            rows = pos = dims = torch.zeros(0, dtype=torch.int64, device=h.device)
-        values = q["h"][rows, pos, dims].float()
-        q["entries"] = (rows, pos, dims, values, values.abs() > rel_threshold * q["median"][rows])
-    return _read_results(queued, names, top_k)  # 4. one float32 and one int64 read per device
+    out: dict[str, HookBatch] = {}
+    for chunk in _chunks(queued, counts):  # 3. list the candidates at their known count, read, per chunk of hooks
+        for name in chunk:
+            q = queued[name]
+            h = q["h"]
+            if counts[name]:  # the flags are recomputed: one flag tensor alive at a time
+                flags = _candidates(h.abs().float(), mask.to(h.device)[..., None], abs_threshold, padded)
+                rows, pos, dims = _listed(flags, counts[name]).unbind(1)
+            else:
+                rows = pos = dims = torch.zeros(0, dtype=torch.int64, device=h.device)
+            values = h[rows, pos, dims].float()
+            q["entries"] = (rows, pos, dims, values, values.abs() > rel_threshold * q["median"][rows])
+        out.update(_read_results({name: queued.pop(name) for name in chunk}, top_k))  # one float32, one int64 read
+    return {name: out[name] for name in names}
+
+
+MAX_ENTRIES_PER_READ = 1 << 21  # flagged entries listed on the device at once (~100 MB): thresholds of 0 flag all
+
+
+def _chunks(queued: Mapping[str, dict], counts: Mapping[str, int]) -> list[list[str]]:
+    """The hooks of each device in groups whose flagged entries fit :data:`MAX_ENTRIES_PER_READ` (a hook with
+    more is a group of its own): one group per device in any ordinary scan."""
+    chunks: list[list[str]] = []
+    for group in _by_device(queued).values():
+        chunks.append([])
+        total = 0
+        for name in group:
+            if chunks[-1] and total + counts[name] > MAX_ENTRIES_PER_READ:
+                chunks.append([])
+                total = 0
+            chunks[-1].append(name)
+            total += counts[name]
+    return chunks
 
 
 def _by_device(queued: Mapping[str, dict]) -> dict[torch.device, list[str]]:
@@ -151,7 +174,7 @@ def _read_counts(queued: Mapping[str, dict]) -> dict[str, list[int]]:
     return counts
 
 
-def _read_results(queued: Mapping[str, dict], names: Sequence[str], top_k: int) -> dict[str, HookBatch]:
+def _read_results(queued: Mapping[str, dict], top_k: int) -> dict[str, HookBatch]:
     """Pack each device's small results into one float32 and one int64 tensor, read them, cut them up again."""
     out: dict[str, HookBatch] = {}
     for group in _by_device(queued).values():
@@ -186,4 +209,4 @@ def _read_results(queued: Mapping[str, dict], names: Sequence[str], top_k: int) 
                 ratio=ratio, dim_max=dim_max,
                 massive=Detection(rows[chosen], pos[chosen], dims[chosen], values[chosen]),
                 near=Detection(rows[~chosen], pos[~chosen], dims[~chosen], values[~chosen]))
-    return {name: out[name] for name in names}
+    return out
