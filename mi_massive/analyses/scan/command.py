@@ -11,12 +11,26 @@ from mi_massive.core.cli import AbsThresholdOpt, FiguresOpt, Inputs, RelThreshol
 from mi_massive.errors import MiMassiveError
 
 
+MAX_DIMS_SHOWN = 8
+
+
+def _dims_cell(dims: list[int]) -> str:
+    """A layer's massive dims for the table: all of them up to :data:`MAX_DIMS_SHOWN`, else the first ones and the count
+    (thresholds of 0 flag every dim; the JSON keeps the full list).
+
+    >>> _dims_cell([]), _dims_cell([507]), _dims_cell(list(range(576)))
+    ('-', '507', '0,1,2,3,4,5,6,7,... (576 dims)')
+    """
+    if len(dims) <= MAX_DIMS_SHOWN:
+        return ",".join(map(str, dims)) or "-"
+    return ",".join(map(str, dims[:MAX_DIMS_SHOWN])) + f",... ({len(dims)} dims)"
+
+
 def print_scan_summary(result) -> None:
     """Layer table (top-1, median, ratio, massive dims) and a one-paragraph verdict."""
     rows = []
     for r in result.layers:
-        rows.append([r.label, f"{r.top_values[0]:.2f}", f"{r.median:.4f}", f"{r.ratio:.0f}",
-                     ",".join(map(str, r.massive_dims)) or "-"])
+        rows.append([r.label, f"{r.top_values[0]:.2f}", f"{r.median:.4f}", f"{r.ratio:.0f}", _dims_cell(r.massive_dims)])
     echo_table(["layer", "top-1 |h|", "median |h|", "top1/median", "massive dims"], rows)
     s = result.summary
     if not s.has_massive:
