@@ -174,39 +174,37 @@ def _read_counts(queued: Mapping[str, dict]) -> dict[str, list[int]]:
     return counts
 
 
-def _read_results(queued: Mapping[str, dict], top_k: int) -> dict[str, HookBatch]:
-    """Pack each device's small results into one float32 and one int64 tensor, read them, cut them up again."""
+def _read_results(chunk: Mapping[str, dict], top_k: int) -> dict[str, HookBatch]:
+    """Pack one chunk's small results (its hooks share a device) into one float32 and one int64 tensor, read them,
+    cut them up again."""
+    floats, ints = [], []
+    for q in chunk.values():
+        features = q["h"].shape[-1]
+        rows, pos, dims, values, is_massive = q["entries"]
+        floats += [q["top"].values.reshape(-1), q["median"], q["dim_max"], values]
+        ints += [(q["top"].indices // features).reshape(-1), (q["top"].indices % features).reshape(-1),
+                 rows, pos, dims, is_massive.to(torch.int64)]
+    float_host = torch.cat(floats).cpu().numpy()
+    int_host = torch.cat(ints).cpu().numpy()
     out: dict[str, HookBatch] = {}
-    for group in _by_device(queued).values():
-        floats, ints = [], []
-        for name in group:
-            q = queued[name]
-            features = q["h"].shape[-1]
-            rows, pos, dims, values, is_massive = q["entries"]
-            floats += [q["top"].values.reshape(-1), q["median"], q["dim_max"], values]
-            ints += [(q["top"].indices // features).reshape(-1), (q["top"].indices % features).reshape(-1),
-                     rows, pos, dims, is_massive.to(torch.int64)]
-        float_host = torch.cat(floats).cpu().numpy()
-        int_host = torch.cat(ints).cpu().numpy()
-        f_at = i_at = 0
-        for name in group:
-            q = queued[name]
-            batch, features, n = q["h"].shape[0], q["h"].shape[-1], len(q["entries"][0])
-            sizes = [batch * top_k, batch, features, n]
-            top_values, med, dim_max, values = np.split(float_host[f_at: f_at + sum(sizes)], np.cumsum(sizes)[:-1])
-            f_at += sum(sizes)
-            sizes = [batch * top_k, batch * top_k, n, n, n, n]
-            top_pos, top_dims, rows, pos, dims, is_massive = np.split(int_host[i_at: i_at + sum(sizes)],
-                                                                      np.cumsum(sizes)[:-1])
-            i_at += sum(sizes)
-            top_values = top_values.reshape(batch, top_k)
-            with np.errstate(over="ignore"):  # a zero median gives an infinite ratio, as in torch
-                ratio = top_values[:, 0] / np.maximum(med, np.finfo(np.float32).tiny)
-            chosen = is_massive.astype(bool)
-            out[name] = HookBatch(
-                top_values=top_values, top_positions=top_pos.reshape(batch, top_k),
-                top_dims=top_dims.reshape(batch, top_k), median=med,
-                ratio=ratio, dim_max=dim_max,
-                massive=Detection(rows[chosen], pos[chosen], dims[chosen], values[chosen]),
-                near=Detection(rows[~chosen], pos[~chosen], dims[~chosen], values[~chosen]))
+    f_at = i_at = 0
+    for name, q in chunk.items():
+        batch, features, n = q["h"].shape[0], q["h"].shape[-1], len(q["entries"][0])
+        sizes = [batch * top_k, batch, features, n]
+        top_values, med, dim_max, values = np.split(float_host[f_at: f_at + sum(sizes)], np.cumsum(sizes)[:-1])
+        f_at += sum(sizes)
+        sizes = [batch * top_k, batch * top_k, n, n, n, n]
+        top_pos, top_dims, rows, pos, dims, is_massive = np.split(int_host[i_at: i_at + sum(sizes)],
+                                                                  np.cumsum(sizes)[:-1])
+        i_at += sum(sizes)
+        top_values = top_values.reshape(batch, top_k)
+        with np.errstate(over="ignore"):  # a zero median gives an infinite ratio, as in torch
+            ratio = top_values[:, 0] / np.maximum(med, np.finfo(np.float32).tiny)
+        chosen = is_massive.astype(bool)
+        out[name] = HookBatch(
+            top_values=top_values, top_positions=top_pos.reshape(batch, top_k),
+            top_dims=top_dims.reshape(batch, top_k), median=med,
+            ratio=ratio, dim_max=dim_max,
+            massive=Detection(rows[chosen], pos[chosen], dims[chosen], values[chosen]),
+            near=Detection(rows[~chosen], pos[~chosen], dims[~chosen], values[~chosen]))
     return out

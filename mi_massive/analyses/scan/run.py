@@ -55,13 +55,13 @@ def _arrays(entries: Detection, offset: range) -> tuple[np.ndarray, np.ndarray, 
             entries.positions, entries.dims, entries.values)
 
 
-def _entries(kept: LargestEntries, names: list[str], n_layers: int, sequences, str_tokens,
+def _entries(kept: LargestEntries, names: list[str], layer_of: dict[str, int], sequences, str_tokens,
              medians: dict[str, list[float]]) -> list[MassiveEntry]:
     """The kept entries as :class:`MassiveEntry` rows, in scan order (hook, sequence, position, dim)."""
     out = []
     for hook, seq, pos, dim, val in kept.rows():
         name = names[hook]
-        out.append(MassiveEntry(layer=scan_hook_layer(name, n_layers)[0], hook=name, sequence=seq, position=pos,
+        out.append(MassiveEntry(layer=layer_of[name], hook=name, sequence=seq, position=pos,
                                 dim=dim, value=val, token=str_tokens[seq][pos], token_id=sequences[seq][pos],
                                 ratio_to_median=abs(val) / max(medians[name][seq], 1e-30)))
     return out
@@ -189,8 +189,8 @@ def scan(
         absorb(*pending.pop())
     str_tokens = host["str_tokens"]
     medians = {name: per_hook[name]["median"] for name in names}
-    massive = _entries(kept_massive, names, n_layers, corpus.sequences, str_tokens, medians)
-    near = _entries(kept_near, names, n_layers, corpus.sequences, str_tokens, medians)
+    massive = _entries(kept_massive, names, layer_of, corpus.sequences, str_tokens, medians)
+    near = _entries(kept_near, names, layer_of, corpus.sequences, str_tokens, medians)
     id_to_string = {t: s for seq, strs in zip(corpus.sequences, str_tokens) for t, s in zip(seq, strs)}
     layers = []
     for name in names:
