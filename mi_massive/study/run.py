@@ -82,12 +82,13 @@ def gpus_needed(spec: str, settings: StudySettings) -> float:
 
     if not torch.cuda.is_available() or (settings.device or "").startswith("cpu"):
         return 0.0
+    from mi_massive.core.loading.specs import parse_dtype
     from mi_massive.study.sizes import estimate_params
 
     n = estimate_params(spec)
     if n is None:
         return 1.0
-    bytes_per = 4 if settings.dtype in ("float32", "fp32") else 2
+    bytes_per = parse_dtype(settings.dtype).itemsize
     return float(max(1, math.ceil(1.2 * n * bytes_per / (settings.gpu_memory_gib * 2**30))))
 
 
