@@ -130,8 +130,7 @@ def bench_cpu_time(n: int, seq_len: int, batch_size: int, repeats: int) -> dict:
         for key, fn in sides.items():
             t = time.perf_counter(); fn(); times[key].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
-    sys.path.insert(0, str(HERE))
-    from devices_gpu import fixed_costs
+    from devices_gpu import fixed_costs  # benchmarks/ is on sys.path (main)
 
     fixed = fixed_costs(bridge, plain_model.model, torch.device("cpu"), repeats=max(repeats, 5))
     return {"tokens": f"{n} x {seq_len}", "batch_size": batch_size, "repeats": repeats, "seconds": times,
@@ -175,8 +174,7 @@ def bench_cpu(args) -> dict:
 def bench_gpu(args):
     """The GPU part, from ``benchmarks/devices_gpu.py`` (SmolLM2 and a random 7B-shaped Llama in bf16);
     "not available on this machine" without CUDA (nothing is estimated)."""
-    sys.path.insert(0, str(HERE))
-    import devices_gpu
+    import devices_gpu  # benchmarks/ is on sys.path (main)
 
     return devices_gpu.from_args(args)["gpu"]
 
@@ -206,7 +204,12 @@ def main() -> None:
         results["cpu"] = {**results.get("cpu", {}), **bench_cpu(args), "created_utc": utc_now()}
     if args.part in ("gpu", "all"):
         gpu = bench_gpu(args)
-        results["gpu"] = {**gpu, "created_utc": utc_now()} if isinstance(gpu, dict) else gpu
+        if isinstance(gpu, dict):
+            results["gpu"] = {**gpu, "created_utc": utc_now()}
+        elif isinstance(results.get("gpu"), dict):  # never replace measured GPU figures with "not available"
+            print(f"gpu: {gpu}; the GPU section measured {results['gpu'].get('created_utc', '?')} is kept")
+        else:
+            results["gpu"] = gpu
     mm.write_json(RESULTS, results)
     print(f"wrote {RESULTS}")
 
