@@ -30,7 +30,7 @@ from mi_massive.core.records import Record
 
 __all__ = ["EMBED_LAYER", "MAX_MASSIVE_ENTRIES", "MAX_NEAR_ENTRIES", "DimSummary", "EntryTally", "LargestEntries",
            "LayerPerSequence", "LayerRecord", "MassiveEntry", "PositionCount", "ScanResult", "ScanSummary",
-           "TokenCount", "summarize_entries"]
+           "TokenCount"]
 
 MAX_MASSIVE_ENTRIES = 10_000  # massive entries kept in the JSON: the largest |h| (counts always cover all of them)
 MAX_NEAR_ENTRIES = 2_000  # near-massive entries kept in the JSON: the largest |h| (the total count is recorded)
@@ -156,7 +156,7 @@ class TokenCount(ItemAccess):
 
 @dataclass
 class ScanSummary(ItemAccess):
-    """Where the massive entries are (built by :func:`summarize_entries`).
+    """Where the massive entries are (built by :meth:`EntryTally.summary`).
 
     ``has_massive``: any massive entry at all; ``first_layer``: smallest block index with a massive
     entry in any sequence (None if none; embeddings not counted); ``first_layer_per_sequence``: the
@@ -253,28 +253,14 @@ class ScanResult(Record):
         return super().from_dict(data)
 
 
-def summarize_entries(massive: list[MassiveEntry], n_sequences: int) -> ScanSummary:
-    """Which dims, positions and tokens carry massive entries, and where they first appear (see
-    :class:`ScanSummary`); ties are broken by first appearance in ``massive``."""
-    tally = EntryTally()
-    if massive:
-        tokens = {i: e.token for i, e in enumerate(massive)}
-        tally.add(layers=np.array([e.layer for e in massive]), sequences=np.array([e.sequence for e in massive]),
-                  positions=np.array([e.position for e in massive]), dims=np.array([e.dim for e in massive]),
-                  values=np.array([e.value for e in massive], dtype=np.float64),
-                  token_ids=np.arange(len(massive)), order=np.arange(len(massive))[:, None])
-        return tally.summary(n_sequences, tokens.__getitem__)
-    return tally.summary(n_sequences, str)
-
-
 def _lexsort(order: np.ndarray) -> np.ndarray:
     """Row indices sorting the key columns of ``order`` [n, k] lexicographically (first column first)."""
     return np.lexsort(tuple(order[:, j] for j in reversed(range(order.shape[1]))))
 
 
-def _first_by_group(groups: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, list[tuple[int, ...]]]:
-    """Distinct ``groups`` and, for each, the smallest key row of ``order`` (as a tuple) among its entries."""
-    idx = _lexsort(order)
+def _first_by_group(groups: np.ndarray, order: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Distinct ``groups`` and, for each, the smallest key row of ``order`` (as a tuple) among its entries
+    (``idx = _lexsort(order)``, sorted once by the caller for all its groupings)."""
     uniq, first = np.unique(groups[idx], return_index=True)
     return uniq, [tuple(int(x) for x in order[idx[i]]) for i in first]
 
@@ -305,7 +291,8 @@ class EntryTally:
         inverse = np.searchsorted(uniq, dims)
         max_abs = np.zeros(len(uniq))
         np.maximum.at(max_abs, inverse, absval)
-        _, firsts = _first_by_group(dims, order)
+        by_key = _lexsort(order)
+        _, firsts = _first_by_group(dims, order, by_key)
         for j, dim in enumerate(uniq.tolist()):
             row = self.dims.setdefault(dim, [0, set(), 0.0, firsts[j]])
             row[0] += int(counts[j])
@@ -316,7 +303,7 @@ class EntryTally:
         for pos, count in zip(*np.unique(positions, return_counts=True)):
             self.positions[int(pos)] = self.positions.get(int(pos), 0) + int(count)
         tok_uniq, tok_counts = np.unique(token_ids, return_counts=True)
-        _, tok_firsts = _first_by_group(token_ids, order)
+        _, tok_firsts = _first_by_group(token_ids, order, by_key)
         for tid, count, key in zip(tok_uniq.tolist(), tok_counts.tolist(), tok_firsts):
             row = self.tokens.setdefault(tid, [0, key])
             row[0] += count
