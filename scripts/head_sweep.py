@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import mi_massive as mm
+from mi_massive.core.cli import check_positive
 from mi_massive.core.io import ENVIRONMENT_ERRNOS, os_error_text
 
 
@@ -72,9 +73,7 @@ def run() -> None:
     ap.add_argument("--partial", default="head_sweep.partial.json")
     ap.add_argument("--out", default="head_sweep.json")
     args = ap.parse_args()
-    for flag, value in (("--n-samples", args.n_samples), ("--seq-len", args.seq_len)):
-        if value < 1:
-            raise mm.MiMassiveError(f"{flag} must be a positive integer, got {value}")
+    check_positive(n_samples=args.n_samples, seq_len=args.seq_len)
     if args.layer < 0 or args.dim < 0:
         raise mm.MiMassiveError(f"--layer and --dim must be >= 0, got {args.layer} and {args.dim}")
     out = check_output_file(args.out, "--out")

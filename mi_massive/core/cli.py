@@ -73,7 +73,7 @@ def _out_run(func: Callable[..., Any], values: dict[str, Any]):
     """Start holding ``--out`` (see :func:`mi_massive.core.io.out_dir_run`), or None when there is none to hold."""
     import click
 
-    from mi_massive.core.io import OutRun
+    from mi_massive.core.io import MANIFEST, OutRun
 
     out = values.get("out")
     if not isinstance(out, Path) or (out.exists() and not out.is_dir()):
@@ -86,21 +86,20 @@ def _out_run(func: Callable[..., Any], values: dict[str, Any]):
     prev = run.previous or {}
     if prev.get("status") == "running":
         typer.echo(f"note: the previous run in {out} ({prev.get('command')}, {prev.get('run')}) did not finish; "
-                   f"{_MANIFEST} names the run of every file", err=True)
+                   f"{MANIFEST} names the run of every file", err=True)
     return run
 
 
-_MANIFEST = "mi_massive_manifest.json"
-
-
 def _finish(run, status: str) -> None:
+    from mi_massive.core.io import MANIFEST
+
     if run is None:
         return
     run.finish(status)
     earlier = run.earlier_files() if status == "complete" else []
     if earlier:
         typer.echo(f"note: {run.out} also holds {len(earlier)} file(s) from earlier runs ({', '.join(earlier[:3])}"
-                   f"{', ...' if len(earlier) > 3 else ''}); {_MANIFEST} names the run of each", err=True)
+                   f"{', ...' if len(earlier) > 3 else ''}); {MANIFEST} names the run of each", err=True)
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -205,8 +204,10 @@ ShardsOpt = typer.Option(1, "--shards", help="split the layers into this many un
 
 def check_engine(engine: str, ray_address: Optional[str]) -> str:
     """The engine to use (``--ray-address`` implies Ray); a one-line error for a bad combination."""
-    if engine not in ("auto", "ray", "local"):
-        raise MiMassiveError(f"--engine must be auto, ray or local, got '{engine}'")
+    from mi_massive.core.units import ENGINES
+
+    if engine not in ENGINES:
+        raise MiMassiveError(f"--engine must be {', '.join(ENGINES[:-1])} or {ENGINES[-1]}, got '{engine}'")
     if ray_address is not None and engine == "local":
         raise MiMassiveError("--ray-address needs the Ray engine (not --engine local)")
     return "ray" if ray_address is not None and engine == "auto" else engine

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from mi_massive.core.cli import echo_table, out_option, user_errors
+from mi_massive.core.cli import check_positive, echo_table, out_option, user_errors
 from mi_massive.errors import MiMassiveError
 
 BaseOpt = typer.Option("toy-gpt2", "--base", "-b", help="toy-gpt2, toy-llama, smollm2-135m, a .gguf or an HF dir")
@@ -82,11 +82,9 @@ class TrainOptions:
         from mi_massive.core.variants import TVRConfig
         from mi_massive.training import TrainConfig
 
-        for name, value in (("steps", self.steps), ("batch-size", self.batch_size), ("n-layers", self.n_layers),
-                            ("d-model", self.d_model), ("n-heads", self.n_heads), ("n-kv-heads", self.n_kv_heads),
-                            ("tvr-interval", self.tvr_interval), ("max-chars", self.max_chars)):
-            if value is not None and value < 1:
-                raise MiMassiveError(f"--{name} must be a positive integer, got {value}")
+        check_positive(steps=self.steps, batch_size=self.batch_size, n_layers=self.n_layers, d_model=self.d_model,
+                       n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, tvr_interval=self.tvr_interval,
+                       max_chars=self.max_chars)
         if self.seq_len < 3:
             raise MiMassiveError(f"--seq-len must be at least 3 (BOS + 2 tokens), got {self.seq_len}")
         if self.warmup < 0 or self.threads < 0:
