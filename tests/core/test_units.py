@@ -106,3 +106,29 @@ def test_sharded_patch_equals_the_single_process_grid(tmp_path):
                            progress=False, dtype="float32", device="cpu", options={}, **kw)
     assert merged.results == single.results and merged.normalised == single.normalised
     assert (merged.clean, merged.corrupted) == (single.clean, single.corrupted)
+
+
+def test_sharded_patch_cli_checks_inputs_without_a_forward(tmp_path, monkeypatch):
+    """--shards checks the inputs with patch's own checks (check_patch_inputs): a bad prompt pair is a one-line
+    error, a good one reaches the units, and no forward runs in the main process either way."""
+    from typer.testing import CliRunner
+
+    import mi_massive.analyses.patch.run as patch_run
+    import mi_massive.analyses.patch.shard as patch_shard
+    from mi_massive.cli import app
+
+    def no_forward(*_args, **_kwargs):
+        raise AssertionError("a forward ran while checking the inputs")
+
+    def units_reached(*_args, **_kwargs):
+        raise MiMassiveError("units reached")
+
+    monkeypatch.setattr(patch_run, "_run", no_forward)
+    monkeypatch.setattr(patch_shard, "sharded_patch", units_reached)
+    args = ["patch", "--model", "toy-llama", "--shards", "2", "--engine", "local", "--out", str(tmp_path)]
+    bad = CliRunner().invoke(app, args + ["--clean", "abc", "--corrupted", "abcd"])
+    assert bad.exit_code == 2
+    assert [line for line in bad.output.splitlines() if line.startswith("error:")] == [
+        "error: clean and corrupted prompts must be single sequences of equal length (got (1, 3) and (1, 4) tokens)"]
+    good = CliRunner().invoke(app, args + ["--clean", "abcd", "--corrupted", "abxd"])
+    assert good.exit_code == 2 and "error: units reached" in good.output

@@ -45,7 +45,7 @@ def patch_command(
 ) -> None:
     """Patch each activation of the clean run into the corrupted run and record the metric."""
     from mi_massive.analyses.patch.figures import figures
-    from mi_massive.analyses.patch.run import check_options, parse_metric, patch
+    from mi_massive.analyses.patch.run import check_options, check_patch_inputs, parse_metric, patch
     from mi_massive.core.io import prepare_out_dir
 
     comps = [c.strip() for c in components.split(",") if c.strip()]
@@ -62,7 +62,8 @@ def patch_command(
         from mi_massive.analyses.patch.shard import sharded_patch
         from mi_massive.core.units import UnitStore
 
-        patch(bridge, clean, corrupted, metric=metric, components=comps, layers=[0], progress=False)  # checks inputs
+        check_patch_inputs(bridge, clean, corrupted, metric=metric, components=comps, backend=backend, method=method,
+                           prepend_bos=inputs.prepend_bos)  # one-line errors here, before any unit starts
         res = sharded_patch(UnitStore(out / "shards"), model=inputs.model, n_layers=bridge.cfg.n_layers,
                             shards=shards, engine=engine, ray_address=ray_address, num_cpus=cpus_per_task,
                             num_gpus=gpus_per_task or 0.0, dtype=inputs.dtype, device=inputs.device, clean=clean,

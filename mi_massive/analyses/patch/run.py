@@ -348,6 +348,34 @@ def check_options(components: Sequence[str], backend: str, method: str) -> None:
         raise MiMassiveError(f"unknown patching method '{method}'; use fast or naive")
 
 
+def check_patch_inputs(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, metric: str | MetricFn,
+                       components: Sequence[str], backend: str = "auto", method: str = "fast", max_rows: int = 64,
+                       prepend_bos: bool | str | None = "auto", metric_hooks: Sequence[str] | None = None,
+                       layers: Sequence[int] | None = None):
+    """Every check :func:`patch` makes before its first forward, without running one: (clean ids, corrupted ids,
+    parsed metric, sorted layers or None). One-line :class:`MiMassiveError` for bad input (the sharded CLI path
+    calls it before handing the grid to its units)."""
+    clean_ids, corrupted_ids = _ids(model, clean, prepend_bos), _ids(model, corrupted, prepend_bos)
+    if clean_ids.shape != corrupted_ids.shape or clean_ids.ndim != 2 or clean_ids.shape[0] != 1:
+        raise MiMassiveError(f"clean and corrupted prompts must be single sequences of equal length "
+                             f"(got {tuple(clean_ids.shape)} and {tuple(corrupted_ids.shape)} tokens)")
+    check_options(components, backend, method)
+    if max_rows < 1:
+        raise MiMassiveError(f"max_rows must be a positive integer, got {max_rows}")
+    if layers is not None:
+        layers = sorted(set(int(layer) for layer in layers))
+        if not layers or layers[0] < 0 or layers[-1] >= model.cfg.n_layers:
+            raise MiMassiveError(f"layers must be within 0..{model.cfg.n_layers - 1}, got {layers}")
+        if backend == "transformer_lens":
+            raise MiMassiveError("layers (a sharded grid) needs the native backend")
+    if corrupted_ids.shape[1] < 2 and not (isinstance(metric, str) and metric.startswith("entry")):
+        raise MiMassiveError("the prompts need at least 2 tokens")
+    m = parse_metric(model, metric, corrupted_ids, metric_hooks=metric_hooks)
+    if backend == "transformer_lens" and m.logit_fn is None:
+        raise MiMassiveError(f"transformer_lens.patching metrics see only logits: use --backend native for {metric}")
+    return clean_ids, corrupted_ids, m, layers
+
+
 def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, metric: str | MetricFn = "loss",
           components: Sequence[str] = ("resid_pre", "attn_out", "mlp_out", "head"), backend: str = "auto",
           method: str = "fast", max_rows: int = 64, prepend_bos: bool | str | None = "auto",
@@ -378,24 +406,9 @@ def patch(model, clean: str | torch.Tensor, corrupted: str | torch.Tensor, *, me
     are NaN; used to shard a grid over processes, :mod:`mi_massive.analyses.patch.shard`).
     ``progress``: one bar for the whole grid.
     """
-    clean_ids, corrupted_ids = _ids(model, clean, prepend_bos), _ids(model, corrupted, prepend_bos)
-    if clean_ids.shape != corrupted_ids.shape or clean_ids.ndim != 2 or clean_ids.shape[0] != 1:
-        raise MiMassiveError(f"clean and corrupted prompts must be single sequences of equal length "
-                             f"(got {tuple(clean_ids.shape)} and {tuple(corrupted_ids.shape)} tokens)")
-    check_options(components, backend, method)
-    if max_rows < 1:
-        raise MiMassiveError(f"max_rows must be a positive integer, got {max_rows}")
-    if layers is not None:
-        layers = sorted(set(int(layer) for layer in layers))
-        if not layers or layers[0] < 0 or layers[-1] >= model.cfg.n_layers:
-            raise MiMassiveError(f"layers must be within 0..{model.cfg.n_layers - 1}, got {layers}")
-        if backend == "transformer_lens":
-            raise MiMassiveError("layers (a sharded grid) needs the native backend")
-    if corrupted_ids.shape[1] < 2 and not (isinstance(metric, str) and metric.startswith("entry")):
-        raise MiMassiveError("the prompts need at least 2 tokens")
-    m = parse_metric(model, metric, corrupted_ids, metric_hooks=metric_hooks)
-    if backend == "transformer_lens" and m.logit_fn is None:
-        raise MiMassiveError(f"transformer_lens.patching metrics see only logits: use --backend native for {metric}")
+    clean_ids, corrupted_ids, m, layers = check_patch_inputs(
+        model, clean, corrupted, metric=metric, components=components, backend=backend, method=method,
+        max_rows=max_rows, prepend_bos=prepend_bos, metric_hooks=metric_hooks, layers=layers)
     use_tl = backend == "transformer_lens"
     clean_value, corrupted_value = _run(model, clean_ids, m), _run(model, corrupted_ids, m)
     n_pos = corrupted_ids.shape[1]
