@@ -350,7 +350,6 @@ def vision_from_hf(hf: nn.Module, *, name: str, image_mean: Sequence[float] | No
 
 TOY_VISION_SHAPE = {"hidden_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 256,
                     "image_size": 32, "patch_size": 8}
-TOY_LABELS = ("gradient", "checker", "disc", "stripes", "noise")  # the synthetic image kinds (images.py)
 
 
 def build_vision_toy_hf(kind: str, seed: int = 0) -> nn.Module:
@@ -363,9 +362,11 @@ def build_vision_toy_hf(kind: str, seed: int = 0) -> nn.Module:
     """
     import transformers
 
+    from mi_massive.core.corpus.images import IMAGE_KINDS  # the head's classes: the synthetic image kinds
+
     torch.manual_seed(seed)
     if kind == "toy-vit":
-        labels = {i: k for i, k in enumerate(TOY_LABELS)}
+        labels = {i: k for i, k in enumerate(IMAGE_KINDS)}
         cfg = transformers.ViTConfig(**TOY_VISION_SHAPE, id2label=labels, label2id={k: i for i, k in labels.items()},
                                      attn_implementation="eager")
         model = transformers.ViTForImageClassification(cfg)
@@ -477,20 +478,6 @@ def plant_vision_massive(hf: nn.Module, layer: int, position: int, dim: int, val
 
 
 # ------------------------------------------------------------------ loading
-def _hub_online(timeout: float = 3.0) -> bool:
-    """DNS + TCP to the hub (as ``mi_massive.core.loading._hub_reachable``), so offline fails in seconds."""
-    import os
-    import socket
-
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
-        return True  # the local hub cache only: let transformers look there
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _processor_stats(name: str) -> tuple[list[float] | None, list[float] | None]:
     try:
         from transformers import AutoImageProcessor
@@ -551,7 +538,9 @@ def load_vision(spec: str, *, seed: int = 0, plant: Sequence[tuple[int, int, int
     else:
         from pathlib import Path
 
-        if not Path(spec).expanduser().exists() and not _hub_online():
+        from mi_massive.core.loading import _hub_reachable
+
+        if not Path(spec).expanduser().exists() and not _hub_reachable():
             raise MiMassiveError(f"vision model '{spec}': not a toy ({', '.join(VISION_TOYS)}) or a local path, "
                                  f"and the model hub is unreachable (offline)")
         hf = load_vision_hf(spec, dtype=torch.float32, device="cpu")
