@@ -109,7 +109,7 @@ def test_dtype_parsing():
 @pytest.mark.slow
 def test_smollm2_is_cached_and_fingerprinted(smollm2):
     from mi_massive.core.loading import alias_path
-    from mi_massive.core.loading.cache import sha256_file
+    from mi_massive.core.io import sha256_file
 
     info = model_info(smollm2)
     assert info.fingerprint == "sha256:" + sha256_file(alias_path(ALIASES["smollm2-135m"]))

@@ -14,7 +14,8 @@ from mi_massive.core.env import quiet_hf
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.loading.specs import _DTYPES, VARIANT_CONFIG, parse_dtype  # noqa: F401 (re-exported)
 from mi_massive.core.loading.bridge import ModelInfo, attach_info, bridge_from_hf, describe, model_info
-from mi_massive.core.loading.cache import cache_root, sha256_file
+from mi_massive.core.io import sha256_file
+from mi_massive.core.loading.cache import cache_root
 from mi_massive.core.devices import Placement, finish_bridge, place_hf_model, resolve_placement
 from mi_massive.core.loading.toy import (
     TOY_KINDS,

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from mi_massive.core.io import sha256_file  # noqa: F401  (re-exported: the loaders' fingerprints)
 from mi_massive.errors import MiMassiveError
 
 CACHE_ENV = "MI_MASSIVE_CACHE"

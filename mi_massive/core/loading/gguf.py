@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from mi_massive.errors import MiMassiveError
-from mi_massive.core.loading.cache import cache_error, cache_lock, cache_root, sha256_file
+from mi_massive.core.io import sha256_file
+from mi_massive.core.loading.cache import cache_error, cache_lock, cache_root
 
 CONVERSION_VERSION = 1
 SOURCE = "mi_massive_source.json"
