@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from mi_massive.core.env import hub_reachable as _hub_reachable  # the name tests patch and study.sizes imports
 from mi_massive.core.env import quiet_hf
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.loading.specs import _DTYPES, VARIANT_CONFIG, parse_dtype  # noqa: F401 (re-exported)
@@ -162,20 +163,6 @@ def _load_gguf(path: Path, dtype: torch.dtype, spec: str, source: str, placement
     return attach_info(bridge, describe(bridge, spec=spec, source=source, name=path.stem,
                                         fingerprint=f"sha256:{digest}", path=str(path),
                                         extra={"converted_copy": str(folder)}))
-
-
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """Quick check (DNS + TCP) so an offline machine fails in seconds, not after minutes of retries."""
-    import os
-    import socket
-
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
-        return True  # the user asked for the local hub cache only: let transformers look there
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _is_vision_path(spec: str) -> bool:

@@ -538,9 +538,9 @@ def load_vision(spec: str, *, seed: int = 0, plant: Sequence[tuple[int, int, int
     else:
         from pathlib import Path
 
-        from mi_massive.core.loading import _hub_reachable
+        from mi_massive.core.env import hub_reachable
 
-        if not Path(spec).expanduser().exists() and not _hub_reachable():
+        if not Path(spec).expanduser().exists() and not hub_reachable():
             raise MiMassiveError(f"vision model '{spec}': not a toy ({', '.join(VISION_TOYS)}) or a local path, "
                                  f"and the model hub is unreachable (offline)")
         hf = load_vision_hf(spec, dtype=torch.float32, device="cpu")
