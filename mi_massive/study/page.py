@@ -14,28 +14,26 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mi_massive.core import safe_html as sh
-from mi_massive.core.html import figure_fragment, log_axis, plotlyjs_script, table_html
+from mi_massive.core.html import figure_fragment, fmt, fmt_ci, log_axis, plotlyjs_script, table_html
 from mi_massive.study.record import ModelRow, StudyRecord
 
 
-def _sig(value: float | None, digits: int = 3) -> str:
-    if value is None:
-        return "\u2014"
-    return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
+def _with_ci(value: float | None, ci: list[float] | None, n: int | None) -> str:
+    """A value and its 95% CI in parentheses, both as every page writes them (:func:`fmt`, :func:`fmt_ci`).
 
-
-def _ratio(value: float | None, ci: list[float] | None) -> str:
-    if value is None:
-        return "\u2014"
-    return f"{_sig(value)} ({_sig(ci[0])}-{_sig(ci[1])})" if ci else _sig(value)
+    >>> _with_ci(1.0004, [1.0001, 1.0031], 4), _with_ci(0.5, [-2.0, 3.0], None), _with_ci(None, None, 4)
+    ('1.00 (1.000–1.003)', '0.500 (-2.00 – 3.00)', '—')
+    """
+    return f"{fmt(value)} ({fmt_ci(*ci, n=n)})" if value is not None and ci else fmt(value)
 
 
 def _params(n: int | None) -> str:
+    """A parameter count in K/M/B with :func:`fmt`'s 3 significant digits: ``_params(134_515_008)`` = ``'135M'``."""
     if n is None:
-        return "\u2014"
+        return fmt(None)
     for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= size:
-            return f"{n / size:.3g}{unit}"
+            return f"{fmt(n / size)}{unit}"
     return str(n)
 
 
@@ -45,18 +43,17 @@ def _bos(row: ModelRow) -> str:
     return ("prepended" if row.prepend_bos else "none") + (f" ({row.bos_source})" if row.bos_source else "")
 
 
-def _row(row: ModelRow) -> list[Any]:
-    present = "\u2014" if row.has_massive is None else ("yes" if row.has_massive else "no")
-    first = "\u2014" if row.first_layer is None else (
-        f"{row.first_layer} of {row.n_layers}" if row.n_layers else str(row.first_layer))
-    heads = ", ".join(f"{h.label} {h.share:.2f}" for h in row.top_heads) or "\u2014"
+def _row(row: ModelRow, n: int | None = None) -> list[Any]:
+    """One model's cells; ``n``: the evaluation chunks behind the PPL CIs (the study's ``n_samples``)."""
+    first = fmt(row.first_layer) + (f" of {row.n_layers}" if row.first_layer is not None and row.n_layers else "")
+    heads = ", ".join(f"{h.label} {fmt(h.share)}" for h in row.top_heads) or "\u2014"
     writer = "\u2014" if row.writer is None else (
-        row.writer + (f" ({row.writer_share:.0%})" if row.writer_share is not None else ""))
-    return [row.model, row.architecture or "\u2014", _params(row.n_params), _bos(row), present, first,
+        row.writer + (f" ({fmt(100 * row.writer_share)}%)" if row.writer_share is not None else ""))
+    return [row.model, row.architecture or "\u2014", _params(row.n_params), _bos(row), fmt(row.has_massive), first,
             ", ".join(map(str, row.dims[:4])) + (" ..." if len(row.dims) > 4 else "") or "\u2014",
-            _sig(row.largest), _sig(row.largest_ratio), ", ".join(map(str, row.positions)) or "\u2014",
+            fmt(row.largest), fmt(row.largest_ratio), ", ".join(map(str, row.positions)) or "\u2014",
             ", ".join(repr(sh.display_token(t)) for t in row.tokens) or "\u2014",
-            _ratio(row.ppl_zero, row.ppl_zero_ci95), _ratio(row.ppl_mean, row.ppl_mean_ci95), heads, writer,
+            _with_ci(row.ppl_zero, row.ppl_zero_ci95, n), _with_ci(row.ppl_mean, row.ppl_mean_ci95, n), heads, writer,
             ", ".join(row.missing) or ""]
 
 
@@ -71,8 +68,8 @@ STYLE = ("<style>body { max-width: none; } .scroll table { font-size: .86em; } "
 
 
 def study_table(record: StudyRecord) -> list[list[Any]]:
-    """The table as rows of text (the header first)."""
-    return [HEADER] + [_row(r) for r in record.models]
+    """The table as rows of text (the header first); numbers as on every page (:mod:`mi_massive.core.html`)."""
+    return [HEADER] + [_row(r, record.settings.get("n_samples")) for r in record.models]
 
 
 def profiles_figure(record: StudyRecord) -> go.Figure:
