@@ -119,6 +119,15 @@ def run_capture(
     the same route; ``$MI_MASSIVE_ROUTE=bridge`` forces hooks everywhere.
     """
     check_hook_names(model, names)
+    route = pick_route(model, names, fwd_hooks=fwd_hooks, need_logits=need_logits, route=route)
+    return _capture(model, ids, names, route=route, fwd_hooks=fwd_hooks, need_logits=need_logits, mask=mask,
+                    check=check, to_float32=to_float32)
+
+
+def _capture(model, ids: Int[torch.Tensor, "batch pos"], names: Sequence[str], *, route: str,
+             fwd_hooks: Sequence[Hook], need_logits: bool, mask: Bool[torch.Tensor, "batch pos"] | None,
+             check: bool, to_float32: bool) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """:func:`run_capture` once the names are checked and the route (``"hf"`` or ``"bridge"``) is picked."""
     ids = ids.to(input_device(model))
     wanted = set(names)
     captured: dict[str, torch.Tensor] = {}
@@ -135,14 +144,13 @@ def run_capture(
 
         return capture
 
-    hooks = list(fwd_hooks) + [(name, capturer(name)) for name in names]
     logits = None
-    if pick_route(model, names, fwd_hooks=fwd_hooks, need_logits=need_logits, route=route) == "hf":
+    if route == "hf":
         for name, value in run_residual(model, ids, names, mask=mask).items():
             source_dtypes[name] = value.dtype
             captured[name] = _kept(value, to_float32)
     else:
-        with model.hooks(fwd_hooks=hooks):
+        with model.hooks(fwd_hooks=list(fwd_hooks) + [(name, capturer(name)) for name in names]):
             try:
                 logits = model(ids)
             except _StopForward:
@@ -193,6 +201,9 @@ def iter_corpus(
     n_batches = (len(corpus) + size - 1) // size
     label = progress if isinstance(progress, str) else "forward"
     bar = tqdm(total=len(corpus), desc=label, unit="seq", disable=not progress or n_batches <= 1, leave=False)
+    check_hook_names(model, names)
+    picked = None if callable(fwd_hooks) else pick_route(model, names, fwd_hooks=fwd_hooks, need_logits=need_logits,
+                                                         route=route)  # once, unless the hooks change per batch
     start = 0
     with bar if bar is not None else nullcontext():
         while start < len(corpus):
@@ -200,8 +211,9 @@ def iter_corpus(
             ids, mask = corpus.batch(indices)
             hooks = fwd_hooks(indices) if callable(fwd_hooks) else fwd_hooks
             try:
-                logits, acts = run_capture(model, ids, names, fwd_hooks=hooks, need_logits=need_logits, mask=mask,
-                                           route=route, to_float32=to_float32, check=check)
+                batch_route = picked or pick_route(model, names, fwd_hooks=hooks, need_logits=need_logits, route=route)
+                logits, acts = _capture(model, ids, names, route=batch_route, fwd_hooks=hooks, need_logits=need_logits,
+                                        mask=mask, to_float32=to_float32, check=check)
             except Exception as err:  # noqa: BLE001 (only out-of-memory is handled; the rest re-raised)
                 if not is_out_of_memory(err):
                     raise

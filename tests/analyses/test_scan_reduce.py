@@ -130,14 +130,40 @@ def test_reduce_batch_rejects_non_token_hooks_and_large_top_k():
 
 
 @pytest.mark.parametrize("n_hooks", [1, 30])
-def test_reduce_batch_reads_the_device_three_times_per_batch(n_hooks):
-    """The sync-free path (histogram medians, as on CUDA): 1 read of the counts, 2 of the packed results."""
+def test_reduce_batch_waits_for_the_device_once_or_twice_per_batch(n_hooks):
+    """The sync-free path (histogram medians, as on CUDA): one float32 + one int64 copy of every hook's fixed-size
+    statistics; a second pair only when some entry passes the absolute threshold."""
     h, mask, lengths = _padded_batch()
     acts = {f"h{i}": h * (i + 1) for i in range(n_hooks)}
     with CountHostReads() as counter:
         out = reduce_batch(acts, list(acts), mask, lengths=lengths, median="histogram")
-    assert sorted(counter.reads) == ["cpu", "cpu", "tolist"]
+    assert counter.reads == ["cpu"] * 4
     assert len(out[f"h{n_hooks - 1}"].massive.values) == 2
+    with CountHostReads() as counter:
+        quiet = reduce_batch(acts, list(acts), mask, lengths=lengths, median="histogram", abs_threshold=1e9)
+    assert counter.reads == ["cpu"] * 2
+    assert quiet["h0"].median.tolist() == out["h0"].median.tolist() and len(quiet["h0"].near.values) == 0
+
+
+def test_only_hooks_with_candidates_are_listed():
+    """Hooks with no entry above the absolute threshold queue no listing work after the first read."""
+    from torch.overrides import TorchFunctionMode
+
+    h, mask, lengths = _padded_batch()
+    acts = {f"h{i}": h / 1e6 for i in range(10)}  # nothing above 100
+    acts["h4"] = h  # 3 entries above 100
+    listed = []
+
+    class Listing(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in ("nonzero_static", "nonzero"):
+                listed.append(args[0].shape)
+            return func(*args, **(kwargs or {}))
+
+    with Listing():
+        out = reduce_batch(acts, list(acts), mask, lengths=lengths, median="histogram")
+    assert listed == [h.shape]
+    assert [len(out[n].massive.values) + len(out[n].near.values) for n in acts] == [0] * 4 + [3] + [0] * 5
 
 
 def test_finite_check_reads_once_and_names_the_bad_tensors():
@@ -175,7 +201,7 @@ def test_host_work_runs_after_queueing_and_before_the_first_read():
     with Recorder():
         reduce_batch({"x": h, "y": 2 * h}, ["x", "y"], mask, lengths=lengths, median="histogram",
                      while_queued=lambda: events.append("host work"))
-    assert events == ["host work", "read", "read", "read"]
+    assert events == ["host work", "read", "read", "read", "read"]
 
 
 def test_many_flagged_entries_are_read_in_bounded_chunks(monkeypatch):
@@ -191,7 +217,7 @@ def test_many_flagged_entries_are_read_in_bounded_chunks(monkeypatch):
     with CountHostReads() as counter:
         chunked = reduce_batch(acts, list(acts), mask, lengths=lengths, abs_threshold=0, rel_threshold=0,
                                median="histogram")
-    assert sorted(counter.reads) == ["cpu"] * 6 + ["tolist"]  # 3 chunks (2 + 2 + 1 hooks) x 2 reads, 1 count read
+    assert counter.reads == ["cpu"] * 8  # the fixed-size statistics, then 3 chunks (2 + 2 + 1 hooks), 2 copies each
     for name in acts:
         assert chunked[name].massive.values.tolist() == whole[name].massive.values.tolist()
         assert chunked[name].massive.dims.tolist() == whole[name].massive.dims.tolist()

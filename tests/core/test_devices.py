@@ -206,7 +206,7 @@ def _collect(model, corpus, **kwargs):
 
 def test_out_of_memory_backs_off_and_equals_an_unfailed_run(monkeypatch, planted, corpus):
     ref_sizes, ref = _collect(planted, corpus, batch_size=8)
-    real = engine.run_capture
+    real = engine._capture  # one batch's forward inside iter_corpus
     calls = []
 
     def flaky(model, ids, names, **kwargs):
@@ -215,7 +215,7 @@ def test_out_of_memory_backs_off_and_equals_an_unfailed_run(monkeypatch, planted
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(model, ids, names, **kwargs)
 
-    monkeypatch.setattr(engine, "run_capture", flaky)
+    monkeypatch.setattr(engine, "_capture", flaky)
     sizes, got = _collect(planted, corpus, batch_size=8)
     assert ref_sizes == [6] and sizes == [3, 3] and calls == [6, 3, 3]  # 6 fails, halved to 3, kept at 3
     assert sorted(got) == list(range(6))
@@ -228,10 +228,10 @@ def test_out_of_memory_at_batch_one_is_a_clear_error(monkeypatch, planted, corpu
     def never(model, ids, names, **kwargs):
         raise RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)")
 
-    monkeypatch.setattr(engine, "run_capture", never)
+    monkeypatch.setattr(engine, "_capture", never)
     with pytest.raises(MiMassiveError, match=r"^out of memory on cpu with a batch of 1 sequence of 24 tokens"):
         _collect(planted, corpus, batch_size=4)
-    monkeypatch.setattr(engine, "run_capture", lambda *a, **k: (_ for _ in ()).throw(ValueError("shape")))
+    monkeypatch.setattr(engine, "_capture", lambda *a, **k: (_ for _ in ()).throw(ValueError("shape")))
     with pytest.raises(ValueError, match="shape"):  # other errors are not swallowed
         _collect(planted, corpus, batch_size=4)
 

@@ -343,9 +343,9 @@ class LargestEntries:
     not depend on the batching; :meth:`rows` lists the kept entries in that key order.
 
     >>> big = LargestEntries(2)
-    >>> big.add(hook=0, sequences=np.array([0, 0, 1]), positions=np.array([0, 3, 0]), dims=np.array([5, 5, 5]),
-    ...         values=np.array([-9.0, 2.0, 9.0], dtype=np.float32))
-    >>> big.add(hook=1, sequences=np.array([0]), positions=np.array([0]), dims=np.array([1]),
+    >>> big.add(hooks=np.array([0, 0, 0]), sequences=np.array([0, 0, 1]), positions=np.array([0, 3, 0]),
+    ...         dims=np.array([5, 5, 5]), values=np.array([-9.0, 2.0, 9.0], dtype=np.float32))
+    >>> big.add(hooks=np.array([1]), sequences=np.array([0]), positions=np.array([0]), dims=np.array([1]),
     ...         values=np.array([4.0], dtype=np.float32))
     >>> [(r[0], r[1], r[2], r[3], r[4]) for r in big.rows()]
     [(0, 0, 0, 5, -9.0), (0, 1, 0, 5, 9.0)]
@@ -355,11 +355,12 @@ class LargestEntries:
         self.keep = keep
         self.cols: list[np.ndarray] = [np.zeros(0, np.int64)] * 4 + [np.zeros(0, np.float32)]
 
-    def add(self, *, hook: int, sequences: np.ndarray, positions: np.ndarray, dims: np.ndarray,
+    def add(self, *, hooks: np.ndarray, sequences: np.ndarray, positions: np.ndarray, dims: np.ndarray,
             values: np.ndarray) -> None:
+        """Add entries (1-D arrays of equal length, in any order): hook index, sequence, position, dim, value."""
         if len(values) == 0 or self.keep <= 0:
             return
-        new = [np.full(len(values), hook, np.int64), sequences.astype(np.int64), positions.astype(np.int64),
+        new = [hooks.astype(np.int64), sequences.astype(np.int64), positions.astype(np.int64),
                dims.astype(np.int64), values.astype(np.float32)]
         cols = [np.concatenate([a, b]) for a, b in zip(self.cols, new)]
         n = len(cols[4])

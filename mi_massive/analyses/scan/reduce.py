@@ -1,4 +1,5 @@
-"""One batch of captures reduced to the scan's statistics, reading the device back three times per batch.
+"""One batch of captures reduced to the scan's statistics, reading the device back once per batch and device
+(twice when some entry passes the absolute threshold).
 
 >>> import mi_massive as mm, torch
 >>> h = torch.full((1, 3, 4), 0.5); h[0, 0, 2] = -5000.0; h[0, 1, 1] = 150.0
@@ -9,15 +10,15 @@
 Why a module of its own: on a GPU every read of a device value on the host (``.tolist()``, ``.cpu()``,
 ``bool(t)``, ``int(t)``, ``nonzero``) waits for all queued work and leaves the GPU idle while Python
 queues the next kernels. Reducing hook by hook with such reads cost ~15 waits per hook (~500 per batch
-of a 32-layer model). Here every hook's statistics are queued first with shapes known in advance
+of a 32-layer model). Here every hook's fixed-size statistics are queued first with shapes known in advance
 (:func:`~mi_massive.analyses.scan.median.histogram_medians` for the medians on CUDA, the padding taken
-from the host's ``lengths``), then the device is read three times per batch and device: the candidate counts
-(entries above the absolute threshold) with the inf/NaN test, then one float32 and one int64 buffer
-holding everything else. Nothing before reads the device, so the host queues all of it while the forward
-still runs, and host work passed as ``while_queued`` runs then too.
-Candidates are listed with ``torch.nonzero_static`` at their known count. The numbers equal numpy's on
-the same values and the rule of :func:`~mi_massive.analyses.scan.detect.detect`
-(``tests/analyses/test_scan_reduce.py``).
+from the host's ``lengths``) and packed into one float32 and one int64 tensor per device: top-k, medians,
+per-feature maxima, the count of entries above the absolute threshold and the inf/NaN test. Nothing before
+that read waits for the device, so the host queues all of it while the forward still runs, and host work
+passed as ``while_queued`` runs then too. Only the hooks that have candidates are then listed
+(``torch.nonzero_static`` at their known count) and read in a second pair of copies; the relative test is
+applied on the host to the medians already read. The numbers equal numpy's on the same values and the
+rule of :func:`~mi_massive.analyses.scan.detect.detect` (``tests/analyses/test_scan_reduce.py``).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def reduce_batch(acts: Mapping[str, torch.Tensor], names: Sequence[str], mask: B
     Activations may be in any float dtype and on any device (a sharded model's hooks on their own GPU);
     statistics are computed in float32 where each activation lives.
     ``check``: inf/NaN at a real position raises :class:`~mi_massive.errors.NumericalOverflowError` naming the
-    hook and dtype (:func:`~mi_massive.core.engine.check_finite`), tested within the count read, so a caller
+    hook and dtype (:func:`~mi_massive.core.engine.check_finite`), tested within the first read, so a caller
     can capture with ``check=False`` and the forward is never waited for on its own.
     ``while_queued``: host work to run once everything is queued and before the first read (on a GPU it
     overlaps the device's work; the scan builds its token strings and provenance there).
@@ -106,9 +107,10 @@ def reduce_batch(acts: Mapping[str, torch.Tensor], names: Sequence[str], mask: B
     batch_shape = tuple(mask.shape)
     shortest = min(lengths)
     padded = shortest < batch_shape[1]
-    queued: dict[str, dict[str, torch.Tensor]] = {}
-    for name in names:  # 1. queue the statistics of every hook (no device read)
-        h = hook_features(name, acts[name], batch_shape, shortest, top_k)
+    features: dict[str, torch.Tensor] = {}
+    packed: dict[torch.device, tuple[list[str], list[torch.Tensor], list[torch.Tensor]]] = {}
+    for name in names:  # 1. queue and pack every hook's fixed-size statistics (no device read)
+        h = features[name] = hook_features(name, acts[name], batch_shape, shortest, top_k)
         a = h.abs().float()
         real = mask.to(a.device)[..., None]
         masked = a.masked_fill(~real, -1.0) if padded else a  # pads can never reach a top-k (|h| >= 0)
@@ -116,39 +118,66 @@ def reduce_batch(acts: Mapping[str, torch.Tensor], names: Sequence[str], mask: B
         med = row_medians(a, mask, lengths=list(lengths), method=median, source_dtype=h.dtype)
         count = _candidates(a, real, abs_threshold, padded).sum()
         finite = torch.isfinite(acts[name].sum(dtype=torch.float32)).to(torch.int64) if check else torch.ones_like(count)
-        queued[name] = {"h": h, "top": top, "median": med, "dim_max": masked.amax(1).amax(0).clamp_min(0.0),
-                        "count": torch.stack([count, finite])}
+        hooks, floats, ints = packed.setdefault(a.device, ([], [], []))
+        hooks.append(name)
+        floats += [top.values.reshape(-1), med, masked.amax(1).amax(0).clamp_min(0.0)]
+        ints += [top.indices.reshape(-1), torch.stack([count, finite])]
     if while_queued is not None:
         while_queued()
-    counts = _read_counts(queued)  # 2. one read per device: how many candidates each hook has, and inf/NaN
-    for name, (_, finite) in counts.items():
-        if not finite:  # raises for inf/NaN at a real position (a non-finite sum may also be an overflow of it)
-            check_finite(name, acts[name], mask, acts[name].dtype)
-    counts = {name: count for name, (count, _) in counts.items()}
     out: dict[str, HookBatch] = {}
-    for chunk in _chunks(queued, counts):  # 3. list the candidates at their known count, read, per chunk of hooks
+    flagged: dict[str, int] = {}  # hooks with entries above the absolute threshold: how many
+    for hooks, floats, ints in packed.values():  # 2. one float32 and one int64 copy per device
+        float_host, int_host = torch.cat(floats).cpu().numpy(), torch.cat(ints).cpu().numpy()
+        f_at = i_at = 0
+        for name in hooks:
+            batch, width = features[name].shape[0], features[name].shape[-1]
+            top_values, med, dim_max = np.split(float_host[f_at: f_at + batch * (top_k + 1) + width],
+                                                [batch * top_k, batch * (top_k + 1)])
+            top_index, (count, finite) = int_host[i_at: i_at + batch * top_k], int_host[i_at + batch * top_k:][:2]
+            f_at, i_at = f_at + batch * (top_k + 1) + width, i_at + batch * top_k + 2
+            if not finite:  # raises for inf/NaN at a real position (a non-finite sum may also be an overflow of it)
+                check_finite(name, acts[name], mask, acts[name].dtype)
+            if count:
+                flagged[name] = int(count)
+            top_values = top_values.reshape(batch, top_k)
+            with np.errstate(over="ignore"):  # a zero median gives an infinite ratio, as in torch
+                ratio = top_values[:, 0] / np.maximum(med, np.finfo(np.float32).tiny)
+            out[name] = HookBatch(top_values=top_values, top_positions=(top_index // width).reshape(batch, top_k),
+                                  top_dims=(top_index % width).reshape(batch, top_k), median=med, ratio=ratio,
+                                  dim_max=dim_max, massive=_no_entries(), near=_no_entries())
+    for chunk in _chunks(features, flagged):  # 3. list the candidates at their known count, read, per chunk of hooks
+        listed, values = [], []
+        for name in chunk:  # the flags are recomputed: one flag tensor alive at a time
+            h = features[name]
+            flags = _candidates(h.abs().float(), mask.to(h.device)[..., None], abs_threshold, padded)
+            where = _listed(flags, flagged[name])
+            listed.append(where.reshape(-1))
+            values.append(h[where.unbind(1)].float())
+        int_host, float_host = torch.cat(listed).cpu().numpy(), torch.cat(values).cpu().numpy()
+        at = 0
         for name in chunk:
-            q = queued[name]
-            h = q["h"]
-            if counts[name]:  # the flags are recomputed: one flag tensor alive at a time
-                flags = _candidates(h.abs().float(), mask.to(h.device)[..., None], abs_threshold, padded)
-                rows, pos, dims = _listed(flags, counts[name]).unbind(1)
-            else:
-                rows = pos = dims = torch.zeros(0, dtype=torch.int64, device=h.device)
-            values = h[rows, pos, dims].float()
-            q["entries"] = (rows, pos, dims, values, values.abs() > rel_threshold * q["median"][rows])
-        out.update(_read_results({name: queued.pop(name) for name in chunk}, top_k))  # one float32, one int64 read
+            n = flagged[name]
+            rows, pos, dims = int_host[3 * at: 3 * (at + n)].reshape(n, 3).T
+            vals, at = float_host[at: at + n], at + n
+            rel = np.abs(vals) > np.float32(rel_threshold) * out[name].median[rows]  # float32, as torch computes it
+            out[name].massive = Detection(rows[rel], pos[rel], dims[rel], vals[rel])
+            out[name].near = Detection(rows[~rel], pos[~rel], dims[~rel], vals[~rel])
     return {name: out[name] for name in names}
+
+
+def _no_entries() -> Detection:
+    return Detection(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
 
 
 MAX_ENTRIES_PER_READ = 1 << 21  # flagged entries listed on the device at once (~100 MB): thresholds of 0 flag all
 
 
-def _chunks(queued: Mapping[str, dict], counts: Mapping[str, int]) -> list[list[str]]:
-    """The hooks of each device in groups whose flagged entries fit :data:`MAX_ENTRIES_PER_READ` (a hook with
-    more is a group of its own): one group per device in any ordinary scan."""
+def _chunks(features: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> list[list[str]]:
+    """The flagged hooks (``counts``: name -> entries above the absolute threshold) of each device in groups
+    whose entries fit :data:`MAX_ENTRIES_PER_READ` (a hook with more is a group of its own): one group per
+    device in any ordinary scan, none when nothing is flagged."""
     chunks: list[list[str]] = []
-    for group in _by_device(queued).values():
+    for group in _by_device({name: features[name] for name in counts}).values():
         chunks.append([])
         total = 0
         for name in group:
@@ -160,51 +189,9 @@ def _chunks(queued: Mapping[str, dict], counts: Mapping[str, int]) -> list[list[
     return chunks
 
 
-def _by_device(queued: Mapping[str, dict]) -> dict[torch.device, list[str]]:
+def _by_device(tensors: Mapping[str, torch.Tensor]) -> dict[torch.device, list[str]]:
+    """The names grouped by their tensor's device, in first-seen order."""
     groups: dict[torch.device, list[str]] = {}
-    for name, q in queued.items():
-        groups.setdefault(q["median"].device, []).append(name)
+    for name, t in tensors.items():
+        groups.setdefault(t.device, []).append(name)
     return groups
-
-
-def _read_counts(queued: Mapping[str, dict]) -> dict[str, list[int]]:
-    counts: dict[str, list[int]] = {}
-    for names in _by_device(queued).values():
-        counts.update(zip(names, torch.stack([queued[n]["count"] for n in names]).tolist()))
-    return counts
-
-
-def _read_results(chunk: Mapping[str, dict], top_k: int) -> dict[str, HookBatch]:
-    """Pack one chunk's small results (its hooks share a device) into one float32 and one int64 tensor, read them,
-    cut them up again."""
-    floats, ints = [], []
-    for q in chunk.values():
-        features = q["h"].shape[-1]
-        rows, pos, dims, values, is_massive = q["entries"]
-        floats += [q["top"].values.reshape(-1), q["median"], q["dim_max"], values]
-        ints += [(q["top"].indices // features).reshape(-1), (q["top"].indices % features).reshape(-1),
-                 rows, pos, dims, is_massive.to(torch.int64)]
-    float_host = torch.cat(floats).cpu().numpy()
-    int_host = torch.cat(ints).cpu().numpy()
-    out: dict[str, HookBatch] = {}
-    f_at = i_at = 0
-    for name, q in chunk.items():
-        batch, features, n = q["h"].shape[0], q["h"].shape[-1], len(q["entries"][0])
-        sizes = [batch * top_k, batch, features, n]
-        top_values, med, dim_max, values = np.split(float_host[f_at: f_at + sum(sizes)], np.cumsum(sizes)[:-1])
-        f_at += sum(sizes)
-        sizes = [batch * top_k, batch * top_k, n, n, n, n]
-        top_pos, top_dims, rows, pos, dims, is_massive = np.split(int_host[i_at: i_at + sum(sizes)],
-                                                                  np.cumsum(sizes)[:-1])
-        i_at += sum(sizes)
-        top_values = top_values.reshape(batch, top_k)
-        with np.errstate(over="ignore"):  # a zero median gives an infinite ratio, as in torch
-            ratio = top_values[:, 0] / np.maximum(med, np.finfo(np.float32).tiny)
-        chosen = is_massive.astype(bool)
-        out[name] = HookBatch(
-            top_values=top_values, top_positions=top_pos.reshape(batch, top_k),
-            top_dims=top_dims.reshape(batch, top_k), median=med,
-            ratio=ratio, dim_max=dim_max,
-            massive=Detection(rows[chosen], pos[chosen], dims[chosen], values[chosen]),
-            near=Detection(rows[~chosen], pos[~chosen], dims[~chosen], values[~chosen]))
-    return out

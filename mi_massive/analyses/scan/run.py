@@ -48,11 +48,15 @@ def token_strings(model, sequences: list[list[int]]) -> list[list[str]]:
     return out
 
 
-def _arrays(entries: Detection, offset: range) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(sequence, position, dim, value) arrays of flagged entries (batch rows mapped to corpus sequence indices)."""
-    rows = entries.rows
-    return (np.asarray(offset, dtype=np.int64)[rows] if len(rows) else rows.astype(np.int64),
-            entries.positions, entries.dims, entries.values)
+def _entry_arrays(parts: list[tuple[int, Detection]], offset: range) -> dict[str, np.ndarray]:
+    """The flagged entries of several hooks of one batch as arrays: ``hooks`` (index into the scan's hook list),
+    ``sequences`` (batch rows mapped to corpus sequence indices), ``positions``, ``dims``, ``values``."""
+    rows = np.concatenate([d.rows for _, d in parts])
+    return {"hooks": np.concatenate([np.full(len(d.values), i, np.int64) for i, d in parts]),
+            "sequences": np.asarray(offset, dtype=np.int64)[rows],
+            "positions": np.concatenate([d.positions for _, d in parts]),
+            "dims": np.concatenate([d.dims for _, d in parts]),
+            "values": np.concatenate([d.values for _, d in parts])}
 
 
 def _entries(kept: LargestEntries, names: list[str], layer_of: dict[str, int], sequences, str_tokens,
@@ -140,18 +144,19 @@ def scan(
                         provenance=provenance(model, corpus, options=opts))
     per_hook: dict[str, dict[str, list]] = {n: {"top_values": [], "top_positions": [], "top_dims": [],
                                                 "median": [], "ratio": []} for n in names}
-    dim_max: dict[str, torch.Tensor] = {}
+    dim_max: dict[str, np.ndarray] = {}
     # stored entries are capped (the largest |h|), counts are exact: thresholds of 0/0 flag every coordinate
     kept_massive, kept_near, tally = LargestEntries(MAX_MASSIVE_ENTRIES), LargestEntries(MAX_NEAR_ENTRIES), EntryTally()
     n_massive = {n: 0 for n in names}
     massive_dims: dict[str, set[int]] = {n: set() for n in names}
     near_total = 0
     layer_of = {name: scan_hook_layer(name, n_layers)[0] for name in names}
+    hook_layers = np.array([layer_of[name] for name in names], dtype=np.int64)
 
     def absorb(indices: range, reduced: dict[str, HookBatch]) -> None:
         """Fold one batch's statistics into the running records (host only: reads nothing from the device)."""
         nonlocal near_total
-        token_table = None
+        flagged: dict[str, list[tuple[int, Detection]]] = {"massive": [], "near": []}
         for hook_index, name in enumerate(names):
             stats, rec = reduced[name], per_hook[name]
             rec["top_values"] += stats.top_values.tolist()
@@ -159,21 +164,25 @@ def scan(
             rec["top_dims"] += stats.top_dims.tolist()
             rec["median"] += stats.median.tolist()
             rec["ratio"] += stats.ratio.tolist()
-            batch_max = torch.from_numpy(stats.dim_max)  # one float per feature (d_model for the residual)
-            dim_max[name] = torch.maximum(dim_max[name], batch_max) if name in dim_max else batch_max
-            seqs, poss, dims, vals = _arrays(stats.massive, indices)
-            if len(vals):
-                kept_massive.add(hook=hook_index, sequences=seqs, positions=poss, dims=dims, values=vals)
-                token_table = corpus.batch(indices)[0].numpy() if token_table is None else token_table
-                token_ids = token_table[stats.massive.rows, poss]
-                order = np.stack([np.full(len(vals), hook_index), seqs, poss, dims], axis=1)
-                tally.add(layers=np.full(len(vals), layer_of[name]), sequences=seqs, positions=poss, dims=dims,
-                          values=vals, token_ids=token_ids, order=order)
-                n_massive[name] += len(vals)
-                massive_dims[name].update(np.unique(dims).tolist())
+            # one float per feature (d_model for the residual)
+            dim_max[name] = np.maximum(dim_max[name], stats.dim_max) if name in dim_max else stats.dim_max
+            for kind in flagged:
+                if len(getattr(stats, kind).values):
+                    flagged[kind].append((hook_index, getattr(stats, kind)))
+            if len(stats.massive.values):
+                n_massive[name] += len(stats.massive.values)
+                massive_dims[name].update(np.unique(stats.massive.dims).tolist())
             near_total += len(stats.near.values)
-            seqs, poss, dims, vals = _arrays(stats.near, indices)
-            kept_near.add(hook=hook_index, sequences=seqs, positions=poss, dims=dims, values=vals)
+        if flagged["near"]:
+            kept_near.add(**_entry_arrays(flagged["near"], indices))
+        if flagged["massive"]:  # one batch of every hook's massive entries
+            entries = _entry_arrays(flagged["massive"], indices)
+            kept_massive.add(**entries)
+            rows = np.concatenate([d.rows for _, d in flagged["massive"]])
+            token_ids = corpus.batch(indices)[0].numpy()[rows, entries["positions"]]
+            order = np.stack([entries["hooks"], entries["sequences"], entries["positions"], entries["dims"]], axis=1)
+            tally.add(layers=hook_layers[entries["hooks"]], token_ids=token_ids, order=order,
+                      **{k: v for k, v in entries.items() if k != "hooks"})
 
     pending: list[tuple[range, dict[str, HookBatch]]] = []
     for indices, _ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size, route="auto",
