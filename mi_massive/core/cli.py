@@ -196,8 +196,8 @@ EngineOpt = typer.Option("auto", "--engine", help="auto (Ray when installed), ra
 RayAddressOpt = typer.Option(None, "--ray-address", help="run on an existing Ray cluster: auto or HOST:PORT "
                              "(default: start a local Ray on this machine)")
 CpusPerTaskOpt = typer.Option(1.0, "--cpus-per-task", help="CPUs (and torch threads) per unit of work")
-GpusPerTaskOpt = typer.Option(None, "--gpus-per-task", help="GPUs per unit of work (default: from the model's "
-                              "size at --dtype; 0 without CUDA)")
+GpusPerTaskOpt = typer.Option(None, "--gpus-per-task", help="GPUs per unit of work (default: enough to hold 1.2 "
+                              "x the model's weights at --dtype; 0 without CUDA or with a non-CUDA --device)")
 ShardsOpt = typer.Option(1, "--shards", help="split the layers into this many units of work (Ray tasks with --engine "
                         "ray/auto; the same numbers as one process); resumable per shard")
 

@@ -443,10 +443,16 @@ def layer_shards(n_layers: int, shards: int) -> list[list[int]]:
 
 def run_layer_shards(store: UnitStore, fn: str, what: str, *, n_layers: int, shards: int,
                      kwargs: Mapping[str, Any], engine: str = "auto", ray_address: str | None = None,
-                     num_cpus: float = 1.0, num_gpus: float = 0.0, progress: bool = True,
+                     num_cpus: float = 1.0, num_gpus: float | None = None, progress: bool = True,
                      log: Callable[[str], None] | None = None) -> tuple[list[list[int]], list[Path]]:
     """Run ``fn`` once per layer group (``kwargs`` plus ``layers=``; units ``shard-000``, ... in ``store``,
-    resumable) and return the groups and their result files; a failed shard is a one-line error naming ``what``."""
+    resumable) and return the groups and their result files; a failed shard is a one-line error naming ``what``.
+
+    ``num_gpus`` per shard; None: what ``kwargs``' ``model`` needs at its ``dtype`` on its ``device``
+    (:func:`mi_massive.core.sizes.gpus_needed`, with this machine's GPU memory)."""
+    from mi_massive.core.sizes import gpus_needed
+
+    num_gpus = gpus_needed(kwargs["model"], kwargs.get("dtype") or "float32", kwargs.get("device"), num_gpus)
     groups = layer_shards(n_layers, shards)
     units = [Unit(id=f"shard-{i:03d}", fn=fn, kwargs={**kwargs, "layers": layers}, num_cpus=num_cpus,
                   num_gpus=num_gpus) for i, layers in enumerate(groups)]
@@ -456,3 +462,19 @@ def run_layer_shards(store: UnitStore, fn: str, what: str, *, n_layers: int, sha
         uid, reason = next(iter(report.failed.items()))
         raise MiMassiveError(f"{what} shard {uid} failed: {reason} (rerun to resume the missing shards)")
     return groups, [store.path(u.id) for u in units]
+
+
+def merge_layer_rows(parts: Sequence[Sequence[Any]], groups: Sequence[Sequence[int]], what: str) -> list[Any]:
+    """Per-layer rows merged from shards: row ``l`` is row ``l`` of the part whose group owns layer ``l``
+    (``groups[i]``: the layers of ``parts[i]``); a one-line error naming ``what`` unless each layer has one owner.
+
+    >>> merge_layer_rows([[[1], [None], [None]], [[None], [2], [3]]], [[0], [1, 2]], "sweep")
+    [[1], [2], [3]]
+    """
+    if sorted(layer for mine in groups for layer in mine) != list(range(len(parts[0]))):
+        raise MiMassiveError(f"{what} shards do not cover every layer exactly once")
+    out = list(parts[0])
+    for part, mine in zip(parts, groups):
+        for layer in mine:
+            out[layer] = part[layer]
+    return out

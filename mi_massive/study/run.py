@@ -16,13 +16,13 @@ record depends only on the unit results, never on the order they finished in or 
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mi_massive.core.io import atomic_write_text, prepare_out_dir, utc_now, write_json
+from mi_massive.core.sizes import gpus_needed
 from mi_massive.core.units import UnitStore, not_applicable_reason, run_units
 from mi_massive.errors import MiMassiveError
 from mi_massive.study.record import DepthProfile, HeadShare, ModelRow, StudyRecord, UnitState
@@ -45,7 +45,8 @@ def study(models: Sequence[str], out: str | Path, *, corpus: str = "builtin", n_
     ``{"intervene": {"n_control": 1}}``. ``engine``: ``auto`` (Ray when installed), ``ray`` or ``local``;
     ``ray_address``: ``auto`` or ``HOST:PORT`` of a running cluster (default: an embedded local Ray).
     ``cpus_per_task`` / ``gpus_per_task``: each unit's Ray resources (and torch threads); GPUs default
-    to what the model needs at ``dtype`` on GPUs of ``gpu_memory_gib`` (0 without CUDA). ``share_models``
+    to what the model needs at ``dtype`` on GPUs of ``gpu_memory_gib`` (0 without CUDA or on a CPU device;
+    :func:`mi_massive.core.sizes.gpus_needed`). ``share_models``
     (Ray): each model's units run in one worker that loads the model once (loading dominates big studies;
     see docs/scaling.md) instead of one task per unit; the results are the same.
     """
@@ -55,7 +56,8 @@ def study(models: Sequence[str], out: str | Path, *, corpus: str = "builtin", n_
                              num_gpus=gpus_per_task, gpu_memory_gib=gpu_memory_gib)
     settings.check()
     out = prepare_out_dir(out)
-    gpus = {spec: gpus_needed(spec, settings) for spec in settings.models}
+    gpus = {spec: gpus_needed(spec, settings.dtype, settings.device, settings.num_gpus, settings.gpu_memory_gib)
+            for spec in settings.models}
     units = plan_units(settings, gpus)
     store = UnitStore(out / UNITS_DIR)
     report = run_units(units, store, engine=engine, ray_address=ray_address, progress=progress,
@@ -71,25 +73,6 @@ def study(models: Sequence[str], out: str | Path, *, corpus: str = "builtin", n_
                                         "reused": report.reused, "failed": report.failed,
                                         "costs": {i: store.cost(i) for i in report.computed}})
     return record
-
-
-def gpus_needed(spec: str, settings: StudySettings) -> float:
-    """GPUs one unit of ``spec`` asks Ray for: ``settings.num_gpus`` when given; else 0 without CUDA here;
-    else ceil(1.2 x parameters x bytes per parameter / GPU memory), at least 1."""
-    if settings.num_gpus is not None:
-        return float(settings.num_gpus)
-    import torch
-
-    if not torch.cuda.is_available() or (settings.device or "").startswith("cpu"):
-        return 0.0
-    from mi_massive.core.loading.specs import parse_dtype
-    from mi_massive.study.sizes import estimate_params
-
-    n = estimate_params(spec)
-    if n is None:
-        return 1.0
-    bytes_per = parse_dtype(settings.dtype).itemsize
-    return float(max(1, math.ceil(1.2 * n * bytes_per / (settings.gpu_memory_gib * 2**30))))
 
 
 def merge(settings: StudySettings, store: UnitStore, units) -> StudyRecord:

@@ -132,3 +132,18 @@ def test_sharded_patch_cli_checks_inputs_without_a_forward(tmp_path, monkeypatch
         "error: clean and corrupted prompts must be single sequences of equal length (got (1, 3) and (1, 4) tokens)"]
     good = CliRunner().invoke(app, args + ["--clean", "abcd", "--corrupted", "abxd"])
     assert good.exit_code == 2 and "error: units reached" in good.output
+
+
+def test_layer_rows_come_from_the_shard_that_owns_the_layer_and_every_layer_has_one_owner():
+    from mi_massive.analyses.patch.shard import merge_grids
+    from mi_massive.core.units import merge_layer_rows
+
+    nan = float("nan")
+    parts = [[["a0"], ["x"], ["x"]], [["x"], ["b1"], ["b2"]]]
+    assert merge_layer_rows(parts, [[0], [1, 2]], "sweep") == [["a0"], ["b1"], ["b2"]]
+    assert merge_layer_rows(parts, [[2], [0, 1]], "sweep") == [["x"], ["b1"], ["x"]]
+    for groups in ([[0], [1]], [[0, 1], [1, 2]], [[0], [1, 2, 3]]):  # a layer missing, twice, out of range
+        with pytest.raises(MiMassiveError, match="^patch shards do not cover every layer exactly once$"):
+            merge_layer_rows(parts, groups, "patch")
+    merged = merge_grids([[[1.0, None], [nan, nan]], [[nan, nan], [None, 4.0]]], [[0], [1]])
+    assert merged[0][0] == 1.0 and merged[1][1] == 4.0 and merged[0][1] != merged[0][1] and merged[1][0] != merged[1][0]

@@ -47,11 +47,14 @@ def patch_command(
     from mi_massive.analyses.patch.figures import figures
     from mi_massive.analyses.patch.run import check_options, check_patch_inputs, parse_metric, patch
     from mi_massive.core.io import prepare_out_dir
+    from mi_massive.core.sizes import gpus_needed
 
     comps = [c.strip() for c in components.split(",") if c.strip()]
     check_options(comps, backend, method)
     check_positive(shards=shards)
     engine = check_engine(engine, ray_address)
+    # what each shard asks Ray for (0 would hide CUDA from it): checked before the model loads
+    num_gpus = gpus_needed(inputs.model, inputs.dtype, inputs.device, gpus_per_task) if shards > 1 else 0.0
     if shards > 1 and backend == "transformer_lens":
         raise MiMassiveError("--shards needs the native backend")
     bridge = inputs.load()
@@ -66,7 +69,7 @@ def patch_command(
                            prepend_bos=inputs.prepend_bos)  # one-line errors here, before any unit starts
         res = sharded_patch(UnitStore(out / "shards"), model=inputs.model, n_layers=bridge.cfg.n_layers,
                             shards=shards, engine=engine, ray_address=ray_address, num_cpus=cpus_per_task,
-                            num_gpus=gpus_per_task or 0.0, dtype=inputs.dtype, device=inputs.device, clean=clean,
+                            num_gpus=num_gpus, dtype=inputs.dtype, device=inputs.device, clean=clean,
                             corrupted=corrupted, metric=metric, components=comps, method=method,
                             prepend_bos=inputs.prepend_bos, options=opts, log=lambda line: typer.echo(line, err=True))
     else:

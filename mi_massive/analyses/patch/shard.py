@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from mi_massive.analyses.patch.record import PatchingResult
 from mi_massive.core.io import to_json
-from mi_massive.core.units import UnitStore, run_layer_shards
+from mi_massive.core.units import UnitStore, merge_layer_rows, run_layer_shards
 from mi_massive.errors import MiMassiveError
 
 
@@ -36,19 +36,16 @@ def patch_shard_unit(needs: Mapping[str, str], *, model: str, dtype: str, device
 
 
 def merge_grids(grids: Sequence[list[list[float]]], layers: Sequence[Sequence[int]]) -> list[list[float]]:
-    """Row ``l`` of the result is row ``l`` of the grid whose shard owns layer ``l``."""
-    out = [list(row) for row in grids[0]]
-    for grid, mine in zip(grids, layers):
-        for layer in mine:
-            out[layer] = [float(v) if v is not None else math.nan for v in grid[layer]]
-    return out
+    """Row ``l`` of the result is row ``l`` of the grid whose shard owns layer ``l`` (JSON's null back to NaN)."""
+    return [[float(v) if v is not None else math.nan for v in row] for row in merge_layer_rows(grids, layers, "patch")]
 
 
 def sharded_patch(store: UnitStore, *, model: str, n_layers: int, shards: int, engine: str = "auto",
-                  ray_address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
+                  ray_address: str | None = None, num_cpus: float = 1.0, num_gpus: float | None = None,
                   progress: bool = True, log=None, **kwargs: Any) -> PatchingResult:
     """Run the grid as ``shards`` units over layers in ``store`` (resumable) and merge them (``kwargs``:
-    the arguments of :func:`patch_shard_unit` except ``layers``)."""
+    the arguments of :func:`patch_shard_unit` except ``layers``). ``num_gpus`` per shard (None: from the
+    model's size, :func:`mi_massive.core.units.run_layer_shards`)."""
     groups, paths = run_layer_shards(store, "mi_massive.analyses.patch.shard:patch_shard_unit", "patch",
                                      n_layers=n_layers, shards=shards, kwargs={"model": model, **kwargs},
                                      engine=engine, ray_address=ray_address, num_cpus=num_cpus, num_gpus=num_gpus,

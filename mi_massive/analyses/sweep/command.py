@@ -63,6 +63,7 @@ def sweep_command(
     from mi_massive.core.engine import run_capture
     from mi_massive.core.io import prepare_out_dir
     from mi_massive.core.names import act_name
+    from mi_massive.core.sizes import gpus_needed
     from mi_massive.errors import MiMassiveError
 
     inputs.check(shards=shards)
@@ -71,6 +72,8 @@ def sweep_command(
         raise MiMassiveError(f"the sweep supports --mode zero or mean, not '{mode}' (resample: use mi-massive ablate)")
     if method not in ("fast", "naive"):
         raise MiMassiveError(f"unknown --method '{method}'; use fast or naive")
+    # what each shard asks Ray for (0 would hide CUDA from it): checked before the model loads
+    num_gpus = gpus_needed(inputs.model, inputs.dtype, inputs.device, gpus_per_task) if shards > 1 else 0.0
     out = prepare_out_dir(out)
     bridge = inputs.load()
     data = inputs.make_corpus(bridge)
@@ -92,7 +95,7 @@ def sweep_command(
                        "prepend_bos_source": inputs.prepend_bos_source}
         res = sharded_sweep(UnitStore(out / "shards"), model=inputs.model, n_layers=bridge.cfg.n_layers,
                             shards=shards, engine=engine, ray_address=ray_address, num_cpus=cpus_per_task,
-                            num_gpus=gpus_per_task or 0.0, dtype=inputs.dtype, device=inputs.device,
+                            num_gpus=num_gpus, dtype=inputs.dtype, device=inputs.device,
                             corpus=corpus_args, entries=[[layer, 0, dim]], loss=loss, mlps=mlps, mode=mode,
                             method=method, batch_size=inputs.batch_size or 8,
                             log=lambda line: typer.echo(line, err=True))

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from mi_massive.analyses.sweep.record import SweepResult
 from mi_massive.core.io import to_json
-from mi_massive.core.units import UnitStore, run_layer_shards
+from mi_massive.core.units import UnitStore, merge_layer_rows, run_layer_shards
 from mi_massive.errors import MiMassiveError
 
 
@@ -51,19 +51,12 @@ def merge_shards(parts: Sequence[SweepResult], n_layers: int) -> SweepResult:
         return torch.from_numpy(np.array(data, dtype=np.float64)).to(torch.float32)
 
     first = parts[0]
-    values = tensor(first.values)
-    mlp_values = tensor(first.mlp_values) if first.mlp_values is not None else None
-    layers: list[int] = []
-    for part in parts:
-        if part.baseline != first.baseline:
-            raise MiMassiveError("sweep shards disagree on the unablated baseline: not the same model or corpus")
-        mine = part.provenance["options"]["layers"]
-        layers += mine
-        values[mine] = tensor(part.values)[mine]
-        if mlp_values is not None:
-            mlp_values[mine] = tensor(part.mlp_values)[mine]
-    if sorted(layers) != list(range(n_layers)):
-        raise MiMassiveError("sweep shards do not cover every layer exactly once")
+    if any(part.baseline != first.baseline for part in parts):
+        raise MiMassiveError("sweep shards disagree on the unablated baseline: not the same model or corpus")
+    groups = [part.provenance["options"]["layers"] for part in parts]
+    values = tensor(merge_layer_rows([part.values for part in parts], groups, "sweep"))
+    mlp_values = (tensor(merge_layer_rows([part.mlp_values for part in parts], groups, "sweep"))
+                  if first.mlp_values is not None else None)
     baseline = tensor(first.baseline)
     provenance = {**first.provenance, "options": {**first.provenance["options"], "layers": list(range(n_layers)),
                                                   "shards": len(parts)},
@@ -76,10 +69,11 @@ def merge_shards(parts: Sequence[SweepResult], n_layers: int) -> SweepResult:
 
 
 def sharded_sweep(store: UnitStore, *, model: str, n_layers: int, shards: int, engine: str = "auto",
-                  ray_address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
+                  ray_address: str | None = None, num_cpus: float = 1.0, num_gpus: float | None = None,
                   progress: bool = True, log=None, **kwargs: Any) -> SweepResult:
     """Run the sweep as ``shards`` units (``kwargs``: the arguments of :func:`sweep_shard_unit` except
-    ``layers``) in ``store`` (resumable), and merge them."""
+    ``layers``) in ``store`` (resumable), and merge them. ``num_gpus`` per shard (None: from the model's size,
+    :func:`mi_massive.core.units.run_layer_shards`)."""
     _, paths = run_layer_shards(store, "mi_massive.analyses.sweep.shard:sweep_shard_unit", "sweep",
                                 n_layers=n_layers, shards=shards, kwargs={"model": model, **kwargs}, engine=engine,
                                 ray_address=ray_address, num_cpus=num_cpus, num_gpus=num_gpus, progress=progress,
