@@ -21,7 +21,9 @@ Steps (every number is recomputed for the model at hand; nothing is hard-coded):
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -208,6 +210,37 @@ def _concat(edits: list[EntryEdit]) -> EntryEdit:
     return EntryEdit(*(torch.cat([getattr(e, f) for e in edits]) for f in ("rows", "positions", "dims", "values")))
 
 
+def _edit_hooks(plan: list[tuple[int, dict[int, list[int]]]], coords: dict[int, Coords], mode: str,
+                means_by_layer: dict[int, dict[tuple[str, int], float]]):
+    """``fwd_hooks`` for :func:`iter_corpus`: per batch, one edit per layer of ``plan`` (per target: its layer
+    L_t and {edited layer: dims}) at the batch's positions ``coords[L_t]``, to zero or to ``means_by_layer``."""
+    def hooks(indices: range):
+        per_layer: dict[int, list[EntryEdit]] = defaultdict(list)
+        for tl, dims_by_layer in plan:
+            bc = _batch_coords(indices, coords.get(tl, {}))
+            for l, dims in dims_by_layer.items():
+                per_layer[l].append(entry_edit(bc, dims, mode=mode, means=means_by_layer.get(l)))
+        return layer_hooks({l: _concat(e) for l, e in per_layer.items()})
+    return hooks
+
+
+def _n_edited(plan: list[tuple[int, dict[int, list[int]]]], coords: dict[int, Coords], indices: range) -> int:
+    """How many (position, dim, layer) entries :func:`_edit_hooks` edits in the batch ``indices``."""
+    return sum(len(_batch_coords(indices, coords.get(tl, {}))) * len(d) for tl, dl in plan for d in dl.values())
+
+
+def _plan_dims(plan: list[tuple[int, dict[int, list[int]]]]) -> list[int]:
+    return sorted({d for _, dl in plan for ds in dl.values() for d in ds})
+
+
+def _detect_targets(coords: dict[int, Coords], acts: dict[str, torch.Tensor], mask: torch.Tensor, indices: range,
+                    targets: list[tuple[int, list[int]]], thresholds: tuple[float, float]) -> None:
+    """Write each target's massive positions in this batch (clean run; its block output) into ``coords``."""
+    for tl, tdims in targets:
+        coords.setdefault(tl, {}).update(_detect_positions(acts[act_name("resid_post", tl)], mask, indices, tdims,
+                                                           *thresholds))
+
+
 def _eval_run(model, corpus: Corpus, coords: dict[int, Coords], plan: list[tuple[int, dict[int, list[int]]]],
               mode: str, means_by_layer: dict[int, dict[tuple[str, int], float]], regen_layers: Sequence[int],
               targets: list[tuple[int, list[int]]], batch_size: int, label: str,
@@ -219,22 +252,12 @@ def _eval_run(model, corpus: Corpus, coords: dict[int, Coords], plan: list[tuple
     counts: list[int] = []
     regen = _Regen()
     n_edited = 0
-
-    def hooks(indices: range):
-        per_layer: dict[int, list[EntryEdit]] = defaultdict(list)
-        for tl, dims_by_layer in plan:
-            bc = _batch_coords(indices, coords.get(tl, {}))
-            for l, dims in dims_by_layer.items():
-                per_layer[l].append(entry_edit(bc, dims, mode=mode, means=means_by_layer.get(l)))
-        return layer_hooks({l: _concat(e) for l, e in per_layer.items()})
-
     for indices, ids, mask, logits, acts in iter_corpus(model, corpus, _capture_names(model, regen_layers),
-                                                         batch_size=batch_size, fwd_hooks=hooks,
+                                                         batch_size=batch_size,
+                                                         fwd_hooks=_edit_hooks(plan, coords, mode, means_by_layer),
                                                          need_logits=True, progress=label or False):
         if detect is not None:
-            for tl, tdims in targets:
-                coords.setdefault(tl, {}).update(_detect_positions(acts[act_name("resid_post", tl)], mask, indices,
-                                                                   tdims, detect[0], detect[1]))
+            _detect_targets(coords, acts, mask, indices, targets, detect)
         s, c = chunk_nll(logits, ids, mask)
         nll_sums += s
         counts += c
@@ -242,9 +265,7 @@ def _eval_run(model, corpus: Corpus, coords: dict[int, Coords], plan: list[tuple
         for tl, tdims in targets:
             entries += [(r, p, d) for r, p in _batch_coords(indices, coords.get(tl, {})) for d in tdims]
         regen.add(acts, regen_layers, entries)
-        for tl, dims_by_layer in plan:
-            bc = _batch_coords(indices, coords.get(tl, {}))
-            n_edited += sum(len(bc) * len(d) for d in dims_by_layer.values())
+        n_edited += _n_edited(plan, coords, indices)
     return {"nll_sums": nll_sums, "counts": counts, "regeneration": regen.table(regen_layers), "n_edited": n_edited}
 
 
@@ -257,6 +278,88 @@ def _detect_positions(h: torch.Tensor, mask: torch.Tensor, indices: range, dims:
         if d in set(dims):
             coords[indices[row]].add(pos)
     return {s: sorted(p) for s, p in coords.items()}
+
+
+@dataclass
+class _Calibrated:
+    """What the calibration text decides, the same way for :func:`intervene` and :func:`vision_intervene`:
+    the ``targets`` [(L_t, dims)], per target the last layer the "every layer" variant edits (``lasts``), the
+    signed means (``raw_means`` {(layer, class, dim): (mean, n)}; ``means_by_layer`` {layer: {(class, dim):
+    mean}}, ``missing`` the borrowed ones), the ordinary-dim ``pool`` and the ``controls`` {seed offset: dims}."""
+
+    scan: ScanResult
+    targets: list[tuple[int, list[int]]]
+    lasts: dict[int, int]
+    raw_means: dict[tuple[int, str, int], tuple[float, int]]
+    means_by_layer: dict[int, dict[tuple[str, int], float]]
+    missing: list[str]
+    pool: list[int]
+    controls: dict[int, list[int]]
+
+    @property
+    def dims(self) -> list[int]:
+        return sorted(d for _, ds in self.targets for d in ds)
+
+    def layers(self, tl: int, variant: str = "one") -> list[int]:
+        """The layers target ``tl`` edits: its own (``one``) or through its last massive layer (``every``)."""
+        return [tl] if variant == "one" else list(range(tl, self.lasts[tl] + 1))
+
+    def conditions(self, variant: str = "one") -> list[tuple[str, str, list[tuple[int, dict[int, list[int]]]]]]:
+        """(name, mode, plan) of the zero, mean and control conditions: the controls hand their random ordinary
+        dims out to the targets in order (as many as each target has), at the same layers and positions."""
+        def plan(dims_of: list[list[int]]) -> list[tuple[int, dict[int, list[int]]]]:
+            return [(tl, {l: ds for l in self.layers(tl, variant)}) for (tl, _), ds in zip(self.targets, dims_of)]
+
+        own = [td for _, td in self.targets]
+        ends = [0, *itertools.accumulate(len(td) for td in own)]
+        return [("zero", "zero", plan(own)), ("mean", "mean", plan(own))] + [
+            (f"control {s}", "zero", plan([cdims[a:b] for a, b in zip(ends, ends[1:])]))
+            for s, cdims in self.controls.items()]
+
+    def records(self, coords: dict[int, Coords]) -> list[InterventionTarget]:
+        """One :class:`InterventionTarget` per edited dim, with the evaluation positions found in the clean run."""
+        return [InterventionTarget(dim=d, layer=tl, last_layer=self.lasts[tl],
+                                   positions={str(s): p for s, p in sorted(coords.get(tl, {}).items())},
+                                   n_positions=sum(len(p) for p in coords.get(tl, {}).values()))
+                for tl, td in self.targets for d in td]
+
+    def note(self, targets: str, layer: int | None) -> str:
+        """``Targets (each): dims [5] at block 1; ...``, the first words of both studies' notes."""
+        return (f"Targets ({'layer ' + str(layer) if layer is not None else targets}): "
+                + "; ".join(f"dims {td} at block {tl}" for tl, td in self.targets))
+
+
+def _calibrate(model, eval_corpus: Corpus, calib_corpus: Corpus, *, layer: int | None, targets: str, n_control: int,
+               seed: int, abs_threshold: float, rel_threshold: float, batch_size: int, progress: bool,
+               every: bool, bos_hint: bool) -> _Calibrated:
+    """Step 1 of the module docstring on ``calib_corpus`` (disjoint from ``eval_corpus``): scan, choose the
+    targets, their means and the control dims. ``every``: means through each target's last massive layer (else
+    its own layer only); ``bos_hint``: a text corpus without BOS that finds nothing says to prepend one."""
+    check_disjoint(eval_corpus, calib_corpus)
+    cal_scan = scan(model, calib_corpus, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
+                    batch_size=batch_size, include_embed=False, progress=progress)
+    try:
+        chosen = choose_targets(cal_scan, targets, layer)
+    except MiMassiveError as err:
+        if not bos_hint or calib_corpus.prepend_bos or cal_scan.summary.get("first_layer") is not None:
+            raise
+        raise MiMassiveError(f"{err} (BOS was not prepended; massive activations often sit on it: "
+                             "try --prepend-bos / prepend_bos=True)") from err
+    lasts = {tl: max(tl, last_massive_layer(cal_scan, tdims)) if every else tl for tl, tdims in chosen}
+    raw_means: dict[tuple[int, str, int], tuple[float, int]] = {}
+    for tl, tdims in chosen:
+        raw_means.update(calibration_means(model, calib_corpus, positions_at(cal_scan, tl, tdims), tdims,
+                                           list(range(tl, lasts[tl] + 1)), batch_size=batch_size, progress=progress))
+    missing: list[str] = []
+    means_by_layer: dict[int, dict[tuple[str, int], float]] = defaultdict(dict)
+    for tl, tdims in chosen:
+        for l in range(tl, lasts[tl] + 1):
+            means_by_layer[l].update(_means_for_layer(raw_means, l, tdims, missing))
+    pool = ordinary_dim_pool(cal_scan, abs_threshold)
+    ordinary, n_dims = set(pool), sum(len(td) for _, td in chosen)
+    controls = {s: control_dims(model.cfg.d_model, [d for d in range(model.cfg.d_model) if d not in ordinary],
+                                n_dims, seed=seed + s) for s in range(n_control)}
+    return _Calibrated(cal_scan, chosen, lasts, raw_means, means_by_layer, missing, pool, controls)
 
 
 def intervene(
@@ -306,66 +409,29 @@ def intervene(
         return vision_intervene(model, eval_corpus, calib_corpus, layer=layer, n_control=n_control, seed=seed,
                                 targets=targets, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
                                 batch_size=batch_size, n_boot=n_boot, options=options)
-    check_disjoint(eval_corpus, calib_corpus)
     for v in variants:
         if v not in ("one", "every"):
             raise MiMassiveError(f"unknown variant '{v}' (one, every)")
-    cal_scan = scan(model, calib_corpus, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
-                    batch_size=batch_size, include_embed=False, progress=progress)
-    try:
-        chosen = choose_targets(cal_scan, targets, layer)
-    except MiMassiveError as err:
-        if calib_corpus.prepend_bos or cal_scan.summary.get("first_layer") is not None:
-            raise
-        raise MiMassiveError(f"{err} (BOS was not prepended; massive activations often sit on it: "
-                             "try --prepend-bos / prepend_bos=True)") from err
+    cal = _calibrate(model, eval_corpus, calib_corpus, layer=layer, targets=targets, n_control=n_control, seed=seed,
+                     abs_threshold=abs_threshold, rel_threshold=rel_threshold, batch_size=batch_size,
+                     progress=progress, every=True, bos_hint=True)
+    chosen, lasts, dims = cal.targets, cal.lasts, cal.dims
     L = chosen[0][0]
-    dims = sorted(d for _, ds in chosen for d in ds)
-    lasts = {tl: max(tl, last_massive_layer(cal_scan, tdims)) for tl, tdims in chosen}
     last = max(lasts.values())
-    all_layers = sorted({l for tl, _ in chosen for l in range(tl, lasts[tl] + 1)})
-    n_layers = model.cfg.n_layers
-    regen_layers = list(range(L, n_layers))
-    raw_means: dict[tuple[int, str, int], tuple[float, int]] = {}
-    for tl, tdims in chosen:
-        raw_means.update(calibration_means(model, calib_corpus, positions_at(cal_scan, tl, tdims), tdims,
-                                           list(range(tl, lasts[tl] + 1)), batch_size=batch_size, progress=progress))
-    missing: list[str] = []
-    means_by_layer: dict[int, dict[tuple[str, int], float]] = defaultdict(dict)
-    for tl, tdims in chosen:
-        for l in range(tl, lasts[tl] + 1):
-            means_by_layer[l].update(_means_for_layer(raw_means, l, tdims, missing))
-    pool = ordinary_dim_pool(cal_scan, abs_threshold)
-    controls = {s: control_dims(model.cfg.d_model, [d for d in range(model.cfg.d_model) if d not in set(pool)],
-                                len(dims), seed=seed + s) for s in range(n_control)}
-
-    def split(cdims: list[int]) -> list[list[int]]:  # control dims handed out to the targets in order
-        out, i = [], 0
-        for _, tdims in chosen:
-            out.append(cdims[i:i + len(tdims)])
-            i += len(tdims)
-        return out
-
-    def layers_of(tl: int, v: str) -> list[int]:
-        return [tl] if v == "one" else list(range(tl, lasts[tl] + 1))
-
+    all_layers = sorted({l for tl, _ in chosen for l in cal.layers(tl, "every")})
+    regen_layers = list(range(L, model.cfg.n_layers))
     coords: dict[int, Coords] = {}  # filled by the clean run: target layer -> each chunk's own massive positions
     plan: list[tuple[str, str, str, list[tuple[int, dict[int, list[int]]]]]] = [("original", "none", "-", [])]
     for v in variants:
-        plan.append((f"zero ({v} layer)", "zero", v, [(tl, {l: td for l in layers_of(tl, v)}) for tl, td in chosen]))
-        plan.append((f"mean ({v} layer)", "mean", v, [(tl, {l: td for l in layers_of(tl, v)}) for tl, td in chosen]))
-        for s, cdims in controls.items():
-            plan.append((f"control {s} ({v} layer)", "zero", v,
-                         [(tl, {l: cd for l in layers_of(tl, v)}) for (tl, _), cd in zip(chosen, split(cdims))]))
+        plan += [(f"{name} ({v} layer)", mode, v, tplan) for name, mode, tplan in cal.conditions(v)]
     runs = []
     for name, mode, variant, tplan in plan:
         rec = _eval_run(model, eval_corpus, coords, tplan, "zero" if mode == "none" else mode,
-                        means_by_layer, regen_layers, chosen, batch_size, name if progress else "",
+                        cal.means_by_layer, regen_layers, chosen, batch_size, name if progress else "",
                         detect=(abs_threshold, rel_threshold) if mode == "none" else None)
         est = ppl_with_ci(rec["nll_sums"], rec["counts"], n_boot=n_boot, seed=seed)
         runs.append({"name": name, "mode": mode, "variant": variant,
-                     "layers": sorted({l for _, dl in tplan for l in dl}),
-                     "dims": sorted({d for _, dl in tplan for v_ in dl.values() for d in v_}),
+                     "layers": sorted({l for _, dl in tplan for l in dl}), "dims": _plan_dims(tplan),
                      "ppl": est.to_dict(), **rec})
     base = (runs[0]["nll_sums"], runs[0]["counts"])
     for r in runs:
@@ -385,16 +451,16 @@ def intervene(
                   "regeneration_layers": regen_layers}
     calibration = {
         "corpus": calib_corpus.describe(), "first_layer": L, "dims": dims, "last_massive_layer": last,
-        "near_massive_dims_at_first_layer": sorted({e.dim for e in cal_scan.near_massive if e.layer == L}),
-        "means": [{"layer": l, "class": c, "dim": d, "mean": m, "n": n} for (l, c, d), (m, n) in sorted(raw_means.items())],
-        "missing_means": missing, "control_dims": {str(s): d for s, d in controls.items()},
-        "ordinary_pool_size": len(pool),
+        "near_massive_dims_at_first_layer": sorted({e.dim for e in cal.scan.near_massive if e.layer == L}),
+        "means": [{"layer": l, "class": c, "dim": d, "mean": m, "n": n}
+                  for (l, c, d), (m, n) in sorted(cal.raw_means.items())],
+        "missing_means": cal.missing, "control_dims": {str(s): d for s, d in cal.controls.items()},
+        "ordinary_pool_size": len(cal.pool),
     }
     opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "n_control": n_control, "seed": seed,
             "variants": list(variants), "targets": "layer" if layer is not None else targets, "n_boot": n_boot, "hook": act_pattern("resid_post"), **(options or {})}
-    target_text = "; ".join(f"dims {td} at block {tl}" for tl, td in chosen)
     notes = [
-        f"Targets ({'layer ' + str(layer) if layer is not None else targets}): {target_text}. Positions are each "
+        f"{cal.note(targets, layer)}. Positions are each "
         "evaluation chunk's own massive positions at the target's layer (clean run); means are per layer, position "
         "class and dim over calibration text disjoint from the evaluation chunks.",
         "'every layer' edits " + "; ".join(f"layers {tl}..{lasts[tl]} for dims {td}" for tl, td in chosen)
@@ -403,18 +469,14 @@ def intervene(
         + ("(resid_mid + mlp_out)" if act_name("resid_mid", L) in model.hook_dict else
            "(parallel block: resid_pre + attn_out + mlp_out)") + "; 'post' is what the next block reads.",
     ]
-    if missing:
-        classes = sorted({m.split("'")[1] for m in missing})
+    if cal.missing:
+        classes = sorted({m.split("'")[1] for m in cal.missing})
         used = sum(1 for p in merged.values() for q in p if position_class(q) in classes)
-        notes.append(f"no calibration positions of class {', '.join(classes)} ({len(missing)} layer/dim pairs, listed "
-                     f"under calibration.missing_means): those entries use the other class's mean; "
+        notes.append(f"no calibration positions of class {', '.join(classes)} ({len(cal.missing)} layer/dim pairs, "
+                     f"listed under calibration.missing_means): those entries use the other class's mean; "
                      f"{used} evaluation position(s) needed it.")
-    target_records = [InterventionTarget(dim=d, layer=tl, last_layer=lasts[tl],
-                                         positions={str(s): p for s, p in sorted(coords.get(tl, {}).items())},
-                                         n_positions=sum(len(p) for p in coords.get(tl, {}).values()))
-                      for tl, td in chosen for d in td]
     return InterventionResult(provenance=provenance(model, eval_corpus, seed=seed, options=opts), first_layer=L,
-                              dims=dims, edited_layers_all=all_layers, targets=target_records,
+                              dims=dims, edited_layers_all=all_layers, targets=cal.records(coords),
                               calibration=Calibration.from_dict(calibration),
                               evaluation=Evaluation.from_dict(evaluation),
                               runs=[InterventionRun.from_dict(r) for r in runs],
@@ -468,63 +530,33 @@ def vision_intervene(model, eval_corpus: Corpus, calib_corpus: Corpus, *, layer:
     final normalised CLS representation. A randomly initialised toy has no meaningful accuracy either: these are
     proxies and the record says so. Means over images with ``n_boot`` bootstrap CIs.
     """
-    check_disjoint(eval_corpus, calib_corpus)
-    cal_scan = scan(model, calib_corpus, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
-                    batch_size=batch_size, include_embed=False, progress=False)
-    chosen = choose_targets(cal_scan, targets, layer)
-    dims = sorted(d for _, ds in chosen for d in ds)
-    raw_means: dict[tuple[int, str, int], tuple[float, int]] = {}
-    for tl, tdims in chosen:
-        raw_means.update(calibration_means(model, calib_corpus, positions_at(cal_scan, tl, tdims), tdims, [tl],
-                                           batch_size=batch_size))
-    missing: list[str] = []
-    means_by_layer: dict[int, dict[tuple[str, int], float]] = defaultdict(dict)
-    for tl, tdims in chosen:
-        means_by_layer[tl].update(_means_for_layer(raw_means, tl, tdims, missing))
-    pool = set(ordinary_dim_pool(cal_scan, abs_threshold))
-    controls = {s: control_dims(model.cfg.d_model, [d for d in range(model.cfg.d_model) if d not in pool],
-                                len(dims), seed=seed + s) for s in range(n_control)}
-    names = sorted({act_name("resid_post", tl) for tl, _ in chosen})
+    cal = _calibrate(model, eval_corpus, calib_corpus, layer=layer, targets=targets, n_control=n_control, seed=seed,
+                     abs_threshold=abs_threshold, rel_threshold=rel_threshold, batch_size=batch_size,
+                     progress=False, every=False, bos_hint=False)
+    names = sorted({act_name("resid_post", tl) for tl, _ in cal.targets})
     coords: dict[int, Coords] = {}
     ref: list[torch.Tensor] = []
     for indices, _ids, mask, out, acts in iter_corpus(model, eval_corpus, names, batch_size=batch_size,
                                                        need_logits=True, progress=False):
         ref.append(out.detach().float().cpu())
-        for tl, tdims in chosen:
-            coords.setdefault(tl, {}).update(_detect_positions(acts[act_name("resid_post", tl)], mask, indices, tdims,
-                                                               abs_threshold, rel_threshold))
+        _detect_targets(coords, acts, mask, indices, cal.targets, (abs_threshold, rel_threshold))
     ref_all = torch.cat(ref)
-
-    def split(cdims: list[int]) -> list[list[int]]:
-        out, i = [], 0
-        for _, tdims in chosen:
-            out.append(cdims[i:i + len(tdims)])
-            i += len(tdims)
-        return out
-
-    plan = [("zero", "zero", [(tl, td) for tl, td in chosen]), ("mean", "mean", [(tl, td) for tl, td in chosen])]
-    plan += [(f"control {s}", "zero", [(tl, cd) for (tl, _), cd in zip(chosen, split(c))]) for s, c in controls.items()]
     metric_kind = "kl" if model.cfg.n_classes else "rep_change"
     per, agree = _vision_metric(model, ref_all, ref_all)
     runs = [VisionRun(name="original", mode="none", dims=[], mean=0.0, ci95=[0.0, 0.0], per_image=per,
                       agreement=1.0 if agree is not None else None, n_edited=0)]
-    for name, mode, tplan in plan:
+    for name, mode, tplan in cal.conditions():
         n_edited = 0
-
-        def hooks(indices: range, tplan=tplan, mode=mode):
-            per_layer: dict[int, list[EntryEdit]] = defaultdict(list)
-            for tl, tdims in tplan:
-                bc = _batch_coords(indices, coords.get(tl, {}))
-                per_layer[tl].append(entry_edit(bc, tdims, mode=mode, means=means_by_layer.get(tl)))
-            return layer_hooks({l: _concat(e) for l, e in per_layer.items()})
         outs = []
         for indices, _ids, _mask, out, _acts in iter_corpus(model, eval_corpus, [], batch_size=batch_size,
-                                                             fwd_hooks=hooks, need_logits=True, progress=False):
+                                                             fwd_hooks=_edit_hooks(tplan, coords, mode,
+                                                                                   cal.means_by_layer),
+                                                             need_logits=True, progress=False):
             outs.append(out.detach().float().cpu())
-            n_edited += sum(len(_batch_coords(indices, coords.get(tl, {}))) * len(td) for tl, td in tplan)
+            n_edited += _n_edited(tplan, coords, indices)
         values, agree = _vision_metric(model, torch.cat(outs), ref_all)
         lo, hi = bootstrap_ci(values, n_boot=n_boot, seed=seed)
-        runs.append(VisionRun(name=name, mode=mode, dims=sorted({d for _, td in tplan for d in td}),
+        runs.append(VisionRun(name=name, mode=mode, dims=_plan_dims(tplan),
                               mean=float(sum(values) / len(values)), ci95=[lo, hi], per_image=values,
                               agreement=(sum(agree) / len(agree)) if agree is not None else None, n_edited=n_edited))
     kinds = {"cls": 0, "register": 0, "patch": 0}
@@ -536,19 +568,14 @@ def vision_intervene(model, eval_corpus: Corpus, calib_corpus: Corpus, *, layer:
             "initialised head: a proxy, not an accuracy)" if metric_kind == "kl" else
             "||z_edited - z|| / ||z|| of the final normalised CLS representation z (a bare encoder has no loss or "
             "accuracy to score: a proxy)")
-    target_records = [InterventionTarget(dim=d, layer=tl, last_layer=tl,
-                                         positions={str(s): p for s, p in sorted(coords.get(tl, {}).items())},
-                                         n_positions=sum(len(p) for p in coords.get(tl, {}).values()))
-                      for tl, td in chosen for d in td]
-    notes = [f"Targets ({targets if layer is None else 'layer ' + str(layer)}): "
-             + "; ".join(f"dims {td} at block {tl}" for tl, td in chosen)
-             + ". Each evaluation image's own massive positions at the target block (clean run) are edited at that "
-               "block only; means are per position class (CLS = position 0, other) over disjoint calibration images.",
-             f"Metric: {note}."] + ([f"calibration: {m}" for m in missing])
+    notes = [cal.note(targets, layer) + ". Each evaluation image's own massive positions at the target block (clean "
+             "run) are edited at that block only; means are per position class (CLS = position 0, other) over "
+             "disjoint calibration images.",
+             f"Metric: {note}."] + ([f"calibration: {m}" for m in cal.missing])
     opts = {"abs_threshold": abs_threshold, "rel_threshold": rel_threshold, "n_control": n_control, "seed": seed,
             "targets": "layer" if layer is not None else targets, "n_boot": n_boot,
-            "hook": act_pattern("resid_post"), "control_dims": {str(s): c for s, c in controls.items()},
+            "hook": act_pattern("resid_post"), "control_dims": {str(s): c for s, c in cal.controls.items()},
             **(options or {})}
     return VisionInterventionResult(provenance=provenance(model, eval_corpus, seed=seed, options=opts),
-                                    metric=metric_kind, metric_note=note, targets=target_records,
+                                    metric=metric_kind, metric_note=note, targets=cal.records(coords),
                                     positions_kind=kinds, runs=runs, notes=notes)
