@@ -43,8 +43,12 @@ def test_histogram_median_equals_numpy(seed):
     assert histogram_medians(x).numpy().tolist() == want_all.tolist()
     want = [np.float32(np.median(x[i][valid[i]].numpy())) for i in range(len(x))]
     assert histogram_medians(x, valid).numpy().tolist() == [float(w) for w in want]
-    if seed % 3 == 0:  # bfloat16-derived: the one-pass variant gives the same values
-        assert histogram_medians(x, valid, low_bits_zero=True).numpy().tolist() == [float(w) for w in want]
+    if seed % 3 == 0:  # bfloat16 values: the one-pass select over the bfloat16 bits gives the same values
+        assert histogram_medians(x.bfloat16(), valid).numpy().tolist() == [float(w) for w in want]
+    if x.max() < 60000:  # float16 too, on values converted to it
+        h = x.half()
+        want16 = [np.float32(np.median(h[i][valid[i]].float().numpy())) for i in range(len(h))]
+        assert histogram_medians(h, valid).numpy().tolist() == [float(w) for w in want16]
 
 
 def test_histogram_median_of_one_value_and_all_equal():
@@ -222,3 +226,22 @@ def test_many_flagged_entries_are_read_in_bounded_chunks(monkeypatch):
         assert chunked[name].massive.values.tolist() == whole[name].massive.values.tolist()
         assert chunked[name].massive.dims.tolist() == whole[name].massive.dims.tolist()
         assert chunked[name].median.tolist() == whole[name].median.tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_threshold_compares_like_float32(dtype):
+    """16-bit activations are tested in their own dtype: for every non-negative finite value of the dtype, the
+    adjusted threshold gives exactly the float32 comparison (PyTorch would round a plain scalar to the dtype)."""
+    from mi_massive.analyses.scan.reduce import threshold_in
+
+    values = torch.arange(0, 1 << 15, dtype=torch.int32).to(torch.int16).view(dtype)
+    values = values[torch.isfinite(values)]
+    for t in [0.0, 1e-8, 0.3, 100.0, 100.3, 1000.7, 3.1e4, 65504.0, 7e4, 1e38, 3.4e38]:
+        assert torch.equal(values > threshold_in(t, dtype), values.float() > np.float32(t)), t
+    h = torch.full((1, 2, 3), 0.25, dtype=dtype)
+    h[0, 0, 1] = 100.5  # bfloat16(100.3) would be 100.5: a plain comparison would miss it
+    h[0, 1, 2] = 100.25 if dtype == torch.float16 else 100.0
+    got = reduce_batch({"x": h}, ["x"], torch.ones(1, 2, dtype=torch.bool), lengths=[2], abs_threshold=100.3)["x"]
+    want = _numpy_reference(h, [2], 3, 100.3, 1000.0)
+    assert [(r, p, d) for r, p, d, _ in want["near"]] == [(0, 0, 1)]
+    assert list(zip(got.near.rows.tolist(), got.near.positions.tolist(), got.near.dims.tolist())) == [(0, 0, 1)]

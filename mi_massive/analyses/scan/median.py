@@ -63,8 +63,7 @@ def median_method(device: torch.device, method: str = "auto") -> str:
 
 
 def row_medians(a: Float[torch.Tensor, "batch pos d_model"], mask: Bool[torch.Tensor, "batch pos"], *,
-                lengths: list[int] | None = None, method: str = "auto",
-                source_dtype: torch.dtype | None = None) -> Float[torch.Tensor, "batch"]:
+                lengths: list[int] | None = None, method: str = "auto") -> Float[torch.Tensor, "batch"]:
     """The median |h| of each sequence over its real positions (numpy's rule), on ``a``'s device.
 
     >>> a = torch.tensor([[[1.0, 4.0], [2.0, 8.0]], [[3.0, 5.0], [0.0, 0.0]]])
@@ -76,8 +75,8 @@ def row_medians(a: Float[torch.Tensor, "batch pos d_model"], mask: Bool[torch.Te
     ``lengths`` (real tokens per row, when the caller knows them) spares reading the mask back from the
     device. ``method`` (:func:`median_method`): ``"numpy"`` runs :func:`exact_median` per row on the host;
     ``"sort"`` sorts on the device, all rows at once when there is no padding; ``"histogram"`` is
-    :func:`histogram_medians`, which never waits for the device (one histogram pass instead of two when
-    ``source_dtype`` is bfloat16: ``a`` converted from it has zero low bits). All three give the same float32 value.
+    :func:`histogram_medians`, which never waits for the device (one histogram pass instead of two when ``a``
+    is a 16-bit float). All three give the same float32 value, for ``a`` in float32 or a 16-bit float.
     """
     method = median_method(a.device, method)
     if lengths is None:
@@ -88,7 +87,7 @@ def row_medians(a: Float[torch.Tensor, "batch pos d_model"], mask: Bool[torch.Te
                              for i, n in enumerate(lengths)], device=a.device)
     if method == "histogram":
         valid = None if min(lengths) == width else mask.to(a.device)[..., None].expand(a.shape).reshape(a.shape[0], -1)
-        return histogram_medians(a.flatten(1), valid, low_bits_zero=source_dtype == torch.bfloat16)
+        return histogram_medians(a.flatten(1), valid)
     if min(lengths) == width:
         return _middle(a.flatten(1).float())
     return torch.cat([_middle(a[i, :n].reshape(1, -1).float()) for i, n in enumerate(lengths)])
@@ -105,30 +104,31 @@ def _middle(x: Float[torch.Tensor, "rows n"]) -> Float[torch.Tensor, "rows"]:
     return lo if n % 2 else (lo + ranked[:, n // 2]) / 2
 
 
-def histogram_medians(a: Float[torch.Tensor, "rows n"], valid: Bool[torch.Tensor, "rows n"] | None = None, *,
-                      low_bits_zero: bool = False) -> Float[torch.Tensor, "rows"]:
-    """Per row: the exact median of the non-negative float32 entries of ``a`` where ``valid`` (numpy's rule),
-    with no host synchronisation and no sort.
+def histogram_medians(a: Float[torch.Tensor, "rows n"], valid: Bool[torch.Tensor, "rows n"] | None = None
+                      ) -> Float[torch.Tensor, "rows"]:
+    """Per row: the exact median of the non-negative entries of ``a`` where ``valid`` (numpy's rule on their
+    float32 values), with no host synchronisation and no sort.
 
     >>> a = torch.tensor([[3.0, 1.0, 2.0, 10.0], [5.0, 0.0, 7.0, 1e30]])
     >>> histogram_medians(a).tolist(), histogram_medians(a, torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]).bool()).tolist()
     ([2.5, 6.0], [2.0, 6.0])
+    >>> histogram_medians(a[:, :3].bfloat16()).tolist()  # a 16-bit float: one pass over its own bit patterns
+    [2.0, 5.0]
 
-    For non-negative floats the int32 bit pattern is ordered like the value, so the middle ranks are found
-    by a radix select in two 16-bit passes: a histogram of the high 16 bits per row (``index_add_``: one
-    pass over the entries, exact int32 counts), whose cumulative sum locates the bucket of each middle
-    rank (``searchsorted``), then a histogram of the low 16 bits of the entries in that bucket. The value
-    is rebuilt from its bits, so it is exactly an entry of ``a``; an even count averages the two middle
-    values in float32, as numpy does. ``low_bits_zero`` skips the second pass when the low 16 bits are
-    zero everywhere (``a`` converted from bfloat16). Entries must be finite (NaN would sort last, as in
-    numpy). Every shape and index is known in advance, so on a GPU the whole computation is queued
-    without waiting for the device (:func:`row_medians` uses it there). Memory: one int32 key per entry.
+    For non-negative floats the bit pattern read as an integer is ordered like the value, so the middle ranks
+    are found by a radix select in 16-bit passes: a histogram of the high 16 bits of the float32 pattern per
+    row (``index_add_``: one pass over the entries, exact int32 counts), whose cumulative sum locates the
+    bucket of each middle rank (``searchsorted``), then a histogram of the low 16 bits of the entries in that
+    bucket. A 16-bit float (bfloat16, float16) is its own 16-bit pattern: one pass. The value is rebuilt from
+    its bits, so it is exactly an entry of ``a``; an even count averages the two middle values in float32, as
+    numpy does. Entries must be finite (NaN would sort last, as in numpy). Every shape and index is known in
+    advance, so on a GPU the whole computation is queued without waiting for the device (:func:`row_medians`
+    uses it there). Memory: one int32 key per entry.
     """
     rows, n = a.shape
     if rows >= 1 << 15 or n >= 1 << 31:
         raise ValueError(f"histogram_medians takes fewer than 2**15 rows of fewer than 2**31 entries, got {rows} x {n}")
     device, i32 = a.device, torch.int32  # keys, counts and ranks all fit in int32: half the traffic of int64
-    bits = a.float().contiguous().view(i32)
     weight = valid.to(i32) if valid is not None else torch.ones(1, dtype=i32, device=device).expand(rows, n)
     count = weight.sum(1, dtype=i32) if valid is not None else torch.full((rows,), n, dtype=i32, device=device)
     ranks = torch.stack([(count - 1).clamp_min(0) // 2, count // 2], dim=1)  # [rows, 2]: the middle ranks
@@ -137,23 +137,23 @@ def histogram_medians(a: Float[torch.Tensor, "rows n"], valid: Bool[torch.Tensor
     def select(keys: torch.Tensor, weights: torch.Tensor, wanted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(16-bit key holding rank ``wanted`` [rows, 2], entries below that key) from a weighted histogram."""
         hist = torch.zeros(rows << 16, dtype=i32, device=device)
-        hist.index_add_(0, (keys + base).reshape(-1), weights.reshape(-1))
+        hist.index_add_(0, (keys + base).reshape(-1), weights.reshape(-1))  # int16 or int32 keys: int32 indices
         cum = hist.view(rows, 1 << 16).cumsum(1, dtype=i32)
         key = torch.searchsorted(cum, wanted.to(i32), right=True).clamp_max((1 << 16) - 1)
         below = torch.where(key > 0, cum.gather(1, (key - 1).clamp_min(0)), 0)
         return key, below
 
-    high_bits = bits >> 16
-    high, below = select(high_bits, weight, ranks)
-    if low_bits_zero:
-        value_bits = high << 16
+    if a.dtype in (torch.float16, torch.bfloat16):
+        key, _ = select(a.contiguous().view(torch.int16), weight, ranks)  # 15-bit magnitudes: sign bit 0
+        values = key.to(torch.int16).view(a.dtype).float()
     else:
-        low = bits & 0xFFFF
+        bits = a.float().contiguous().view(i32)
+        high_bits, low = bits >> 16, bits & 0xFFFF
+        high, below = select(high_bits, weight, ranks)
         parts = []
         for j in range(2):  # the low bits of each middle rank, among the entries of its high bucket
             inside = (high_bits == high[:, j : j + 1]).to(i32) * weight
             key, _ = select(low, inside, (ranks[:, j] - below[:, j])[:, None])
             parts.append(key[:, 0])
-        value_bits = (high << 16) | torch.stack(parts, dim=1)
-    values = value_bits.to(torch.int32).view(torch.float32)
+        values = ((high << 16) | torch.stack(parts, dim=1)).to(torch.int32).view(torch.float32)
     return torch.where(ranks[:, 0] == ranks[:, 1], values[:, 0], (values[:, 0] + values[:, 1]) / 2)

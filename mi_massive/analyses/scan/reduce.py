@@ -73,10 +73,43 @@ def hook_features(name: str, h: torch.Tensor, batch_shape: tuple[int, int], shor
     return h
 
 
+HALF_FLOATS = (torch.float16, torch.bfloat16)  # reduced in their own dtype: ranks, maxima and tests are exact there
+
+
 def _candidates(a: Float[torch.Tensor, "batch pos features"], real: Bool[torch.Tensor, "batch pos 1"],
                 abs_threshold: float, padded: bool) -> Bool[torch.Tensor, "batch pos features"]:
-    """Entries above the absolute threshold (strict) at real tokens."""
-    return (a > abs_threshold) & real if padded else a > abs_threshold
+    """Entries above the absolute threshold (strict, as float32 compares: ``a > float32(abs_threshold)``) at real
+    tokens. ``a`` may be float32 or a 16-bit float (:func:`threshold_in`)."""
+    above = a > threshold_in(abs_threshold, a.dtype)
+    return above & real if padded else above
+
+
+def threshold_in(threshold: float, dtype: torch.dtype) -> float:
+    """A threshold ``t`` >= 0 that a tensor of ``dtype`` compares with as float32 would: for a 16-bit float
+    ``x``, ``x > result`` exactly when ``float32(x) > float32(t)``.
+
+    >>> threshold_in(100.3, torch.bfloat16), threshold_in(100.0, torch.bfloat16), threshold_in(1e6, torch.float16)
+    (100.0, 100.0, 65504.0)
+
+    Why: PyTorch rounds a Python scalar to the tensor's dtype before comparing (``bf16(100.5) > 100.3`` is
+    False, as 100.3 becomes 100.5), so the threshold is replaced by the largest value of ``dtype`` at or
+    below it, which both sides represent exactly.
+    """
+    if dtype == torch.bfloat16:  # bfloat16 is the high half of float32: dropping the low half rounds down
+        return float((np.array(threshold, np.float32).view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32))
+    if dtype == torch.float16:
+        t32 = np.float32(threshold)
+        with np.errstate(over="ignore"):
+            low = np.float16(t32)  # to nearest: may go up (or to inf, which steps down to the largest float16)
+        return float(np.nextafter(low, np.float16(-np.inf)) if np.float32(low) > t32 else low)
+    return threshold
+
+
+def _magnitudes(h: torch.Tensor) -> torch.Tensor:
+    """|h| in float32, or in ``h``'s own dtype for a 16-bit float: every statistic of it (top-k, maxima, the
+    median's bit patterns, the threshold test via :func:`threshold_in`) is exact there, and it is a third of
+    the memory traffic of a float32 copy."""
+    return h.abs() if h.dtype in HALF_FLOATS else h.abs().float()
 
 
 def _listed(flags: Bool[torch.Tensor, "..."], count: int) -> Int[torch.Tensor, "n ndim"]:
@@ -111,16 +144,16 @@ def reduce_batch(acts: Mapping[str, torch.Tensor], names: Sequence[str], mask: B
     packed: dict[torch.device, tuple[list[str], list[torch.Tensor], list[torch.Tensor]]] = {}
     for name in names:  # 1. queue and pack every hook's fixed-size statistics (no device read)
         h = features[name] = hook_features(name, acts[name], batch_shape, shortest, top_k)
-        a = h.abs().float()
+        a = _magnitudes(h)
         real = mask.to(a.device)[..., None]
         masked = a.masked_fill(~real, -1.0) if padded else a  # pads can never reach a top-k (|h| >= 0)
         top = masked.flatten(1).topk(top_k, dim=1)
-        med = row_medians(a, mask, lengths=list(lengths), method=median, source_dtype=h.dtype)
+        med = row_medians(a, mask, lengths=list(lengths), method=median)
         count = _candidates(a, real, abs_threshold, padded).sum()
         finite = torch.isfinite(acts[name].sum(dtype=torch.float32)).to(torch.int64) if check else torch.ones_like(count)
         hooks, floats, ints = packed.setdefault(a.device, ([], [], []))
         hooks.append(name)
-        floats += [top.values.reshape(-1), med, masked.amax(1).amax(0).clamp_min(0.0)]
+        floats += [top.values.reshape(-1).float(), med, masked.amax(1).amax(0).clamp_min(0.0).float()]
         ints += [top.indices.reshape(-1), torch.stack([count, finite])]
     if while_queued is not None:
         while_queued()
@@ -149,7 +182,7 @@ def reduce_batch(acts: Mapping[str, torch.Tensor], names: Sequence[str], mask: B
         listed, values = [], []
         for name in chunk:  # the flags are recomputed: one flag tensor alive at a time
             h = features[name]
-            flags = _candidates(h.abs().float(), mask.to(h.device)[..., None], abs_threshold, padded)
+            flags = _candidates(_magnitudes(h), mask.to(h.device)[..., None], abs_threshold, padded)
             where = _listed(flags, flagged[name])
             listed.append(where.reshape(-1))
             values.append(h[where.unbind(1)].float())
