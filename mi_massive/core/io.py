@@ -40,6 +40,7 @@ from mi_massive.errors import MiMassiveError
 PACKAGES = ("mi_massive", "torch", "transformers", "transformer-lens", "circuitsvis", "plotly", "numpy")
 MANIFEST = "mi_massive_manifest.json"
 MANIFEST_FORMAT = 1
+MANIFEST_EVERY_S = 2.0  # while a run writes, its manifest is rewritten at most this often (the first write at once)
 # the temp names this package writes: atomic_write_bytes' ``.NAME.XXXXXXXX.tmp`` and the variant weights' legacy name
 STALE_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$|^model\.safetensors\.tmp$")
 # errors of the environment, not of the program: reported as one line, never as a traceback
@@ -282,12 +283,16 @@ def check_out_dir(out: str | Path, *, hashes: bool = True) -> list[str]:
 
 class OutRun:
     """One CLI run's hold on its ``--out`` directory: an exclusive lock (``flock`` on the directory, released
-    by the OS when the process dies), stale temp files cleaned, and the manifest kept current.
+    by the OS when the process dies), stale temp files cleaned, and the manifest.
 
     Used through :func:`out_dir_run`. Every :func:`atomic_write_bytes` under ``out`` while the run is active is
-    recorded in the manifest with its size and SHA-256; at the end, files written by other writers
-    (safetensors, tokenizers) are found by modification time. A failed run that wrote nothing leaves the
-    directory as it found it (a directory it created is removed).
+    recorded with its size and SHA-256; at the end, files written by other writers (safetensors, tokenizers)
+    are found by modification time. The manifest is written at the start with status ``running``, again
+    at the run's first write and then at most every :data:`MANIFEST_EVERY_S` seconds (on a write), and at
+    the end with every file and the final status: a killed run's manifest says ``running``, never
+    ``complete``. The next run drops the entries a killed run may have left stale (a file modified since it
+    started whose SHA-256 no longer matches). A failed run that wrote nothing leaves the directory as it
+    found it (a directory it created is removed).
     """
 
     def __init__(self, out: Path, command: str, options: dict[str, Any] | None = None) -> None:
@@ -305,6 +310,7 @@ class OutRun:
         self.removed_temp: list[Path] = []
         self._lock = threading.Lock()
         self._root: Path | None = None
+        self._saved_at: float | None = None  # time.monotonic() after the last rewrite on a write
 
     # ------------------------------------------------------------------ start
     def start(self) -> "OutRun":
@@ -328,6 +334,7 @@ class OutRun:
             if manifest_path.is_file():
                 self.previous_bytes = manifest_path.read_bytes()
                 self.previous = read_manifest(out)
+                self._drop_stale_entries()
             self.start_ns = time.time_ns()
             self._save("running", files=self._carried_files())
         except BaseException:
@@ -366,14 +373,38 @@ class OutRun:
         return None if str(rel) in (".", MANIFEST) else rel.as_posix()
 
     def note_written(self, path: Path, data: bytes) -> None:
-        """Record a finished atomic write under ``out`` (and keep the manifest current)."""
+        """Record a finished atomic write under ``out``; rewrite the manifest (still ``running``) when this is
+        the run's first write or the last rewrite is :data:`MANIFEST_EVERY_S` seconds old."""
         rel = self._relative(Path(path))
         if rel is None:
             return
         with self._lock:
             self.written[rel] = {"run": self.run_id, "bytes": len(data), "sha256": _sha256_bytes(data)}
-            files = {**self._carried_files(), **self.written}
-            self._save("running", files=files)
+            if self._saved_at is not None and time.monotonic() - self._saved_at < MANIFEST_EVERY_S:
+                return
+            self._save("running", files={**self._carried_files(), **self.written})
+            self._saved_at = time.monotonic()
+
+    def _drop_stale_entries(self) -> None:
+        """After a killed run (status ``running``), drop the previous manifest's entries of files modified since
+        that run started whose SHA-256 differs: it may have rewritten them after its last manifest."""
+        previous = self.previous or {}
+        files = previous.get("files")
+        if previous.get("status") != "running" or not isinstance(files, dict):
+            return
+        try:
+            since = _dt.datetime.fromisoformat(previous["started_utc"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            since = 0.0  # unknown start: check every entry
+        for rel, entry in list(files.items()):
+            path = self.out / rel
+            if not (isinstance(entry, dict) and entry.get("sha256")):
+                continue  # an unclaimed file: nothing recorded to go stale
+            try:
+                if path.stat().st_mtime >= since and sha256_file(path) != entry["sha256"]:
+                    del files[rel]
+            except OSError:
+                continue  # gone: not carried anyway
 
     def _carried_files(self) -> dict[str, dict[str, Any]]:
         """Entries of the previous manifest whose files are still there with the recorded size."""
