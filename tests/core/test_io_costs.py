@@ -1,12 +1,18 @@
 """Costs kept bounded without changing what is written: the ``--out`` manifest of a run that writes many files
-(not rewritten on every write)."""
+(not rewritten on every write) and the model cache's stale-temp cleaning (once per process per root)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
 
 from mi_massive.core import io
 from mi_massive.core.io import OutRun, atomic_write_bytes, check_out_dir, out_dir_run, read_manifest
+from mi_massive.core.loading import cache
 
 
 def _count_saves(monkeypatch) -> list[str]:
@@ -76,3 +82,42 @@ def test_entries_a_killed_run_left_stale_are_not_carried(tmp_path, monkeypatch):
     assert final["status"] == "complete" and check_out_dir(out) == []
     assert final["files"]["a.json"] == {"run": None, "bytes": 4, "sha256": None}  # listed, never claimed
     assert final["files"]["keep.json"] == left["files"]["keep.json"]  # untouched since: carried as it was
+
+
+# ------------------------------------------------------------------------------------ model cache
+@pytest.fixture
+def fresh_cleaned(monkeypatch):
+    monkeypatch.setattr(cache, "_CLEANED", set())
+    calls: list[Path] = []
+    real = cache.clean_stale_cache
+
+    def counting(root: Path, **kwargs):
+        calls.append(root)
+        return real(root, **kwargs)
+
+    monkeypatch.setattr(cache, "clean_stale_cache", counting)
+    return calls
+
+
+def _stale_dir(root: Path) -> Path:
+    stale = root / "gguf" / ".convert-killed"
+    stale.mkdir(parents=True)
+    old = time.time() - 2 * cache.STALE_AFTER_S
+    os.utime(stale, (old, old))
+    return stale
+
+
+def test_cache_root_cleans_each_root_once_per_process(tmp_path, monkeypatch, fresh_cleaned):
+    first, second = tmp_path / "c1", tmp_path / "c2"
+    stale1, stale2 = _stale_dir(first), _stale_dir(second)
+    monkeypatch.setenv(cache.CACHE_ENV, str(first))
+    assert cache.cache_root() == first and not stale1.exists()
+    later = _stale_dir(first)  # a later leftover in the same root waits for the next process
+    assert cache.cache_root() == first and later.exists() and fresh_cleaned == [first]
+    monkeypatch.setenv(cache.CACHE_ENV, str(second))  # another root is still cleaned
+    assert cache.cache_root() == second and not stale2.exists() and fresh_cleaned == [first, second]
+    young = second / "toy_tokenizer_v1.tmp123"  # a live writer's: kept
+    young.mkdir()
+    monkeypatch.setattr(cache, "_CLEANED", set())
+    cache.cache_root()
+    assert young.exists() and fresh_cleaned == [first, second, second]

@@ -20,10 +20,14 @@ from mi_massive.errors import MiMassiveError
 
 CACHE_ENV = "MI_MASSIVE_CACHE"
 STALE_AFTER_S = 600.0  # a temp dir older than this was left by a killed writer (a conversion takes ~25 s)
+_CLEANED: set[Path] = set()  # the cache roots this process has cleaned (once each)
 
 
 def cache_root() -> Path:
-    """The user cache dir: ``$MI_MASSIVE_CACHE``, else ``$XDG_CACHE_HOME/mi_massive``, else ``~/.cache/mi_massive``."""
+    """The user cache dir: ``$MI_MASSIVE_CACHE``, else ``$XDG_CACHE_HOME/mi_massive``, else ``~/.cache/mi_massive``.
+
+    Created on every call; its stale temp folders (:func:`clean_stale_cache`) are removed on the first call
+    for that root in this process."""
     explicit = os.environ.get(CACHE_ENV)
     if explicit:
         root = Path(explicit)
@@ -34,7 +38,9 @@ def cache_root() -> Path:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise MiMassiveError(cache_error(root, err)) from err
-    clean_stale_cache(root)
+    if root not in _CLEANED:
+        clean_stale_cache(root)
+        _CLEANED.add(root)
     return root
 
 
