@@ -342,6 +342,36 @@ def _unreachable(address: str, why: Any) -> MiMassiveError:
                           f"{text.splitlines()[0] if text else type(why).__name__}")
 
 
+_LAST_MODEL: dict[str, Any] = {}  # the model this process loaded last, reused by the next unit (local engine)
+
+
+def unit_model(model: str, dtype: str, device: str | None):
+    """The model a unit runs on: loaded from its spec, sharded over every visible GPU when the unit was given
+    several (Ray sets ``CUDA_VISIBLE_DEVICES`` to a task's GPUs) and ``device`` is None or ``"cuda"``.
+
+    >>> a = unit_model("toy-llama", "float32", "cpu")
+    >>> a is unit_model("toy-llama", "float32", "cpu"), a is unit_model("toy-gpt2", "float32", "cpu")
+    (True, False)
+
+    The last model loaded is kept and reused by the next unit with the same (spec, dtype, device): units of
+    one model run one after the other in the local engine or a ``--share-models`` actor load it once. Ray
+    tasks set ``$MI_MASSIVE_KEEP_MODEL=0``: a pooled worker does not hold a model between tasks.
+    """
+    import torch
+
+    from mi_massive.core.loading import load_model
+
+    key = f"{model}|{dtype}|{device}"
+    if _LAST_MODEL.get("key") == key:
+        return _LAST_MODEL["model"]
+    _LAST_MODEL.clear()
+    n_gpus = torch.cuda.device_count() if device in (None, "cuda") and torch.cuda.is_available() else 0
+    bridge = load_model(model, dtype=dtype, device=device, n_devices=n_gpus if n_gpus > 1 else None)
+    if os.environ.get("MI_MASSIVE_KEEP_MODEL", "1") != "0":
+        _LAST_MODEL.update(key=key, model=bridge)
+    return bridge
+
+
 class GroupWorker:
     """A Ray actor running one group's units in order in one process (which keeps the model it loaded)."""
 

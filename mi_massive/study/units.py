@@ -5,7 +5,8 @@
 >>> [u.id for u in plan_units(s)]
 ['toy-llama/scan', 'toy-llama/heads', 'toy-llama/intervene', 'toy-llama/attribute']
 
-Each function loads the model (a worker keeps the last one it loaded when it runs in this process),
+Each function loads the model (:func:`mi_massive.core.units.unit_model`: sharded over the GPUs of its unit, and
+kept for the next unit of the same model in this process),
 builds the corpus exactly as the analysis' own command does, calls the analysis' public function and
 returns its record as JSON text -- the same record the command writes. ``heads`` and ``attribute``
 read the model's ``scan`` (the massive positions; the strongest entry at the first massive block).
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from mi_massive.core.io import to_json
-from mi_massive.core.units import NotApplicable, Unit
+from mi_massive.core.units import NotApplicable, Unit, unit_model
 from mi_massive.errors import MiMassiveError
 
 ANALYSES = ("scan", "heads", "intervene", "attribute")
@@ -112,29 +113,6 @@ def plan_units(settings: StudySettings, gpus: Mapping[str, float] | None = None)
 
 
 # ------------------------------------------------------------------------------------------- in the worker
-_LAST: dict[str, Any] = {}
-
-
-def _load(model: str, dtype: str, device: str | None):
-    """The model, reusing the last one this process loaded when it is the same (local engine)."""
-    import os
-
-    from mi_massive.core.loading import load_model
-
-    key = f"{model}|{dtype}|{device}"
-    if _LAST.get("key") == key:
-        return _LAST["model"]
-    _LAST.clear()
-    import torch
-
-    # a unit given several GPUs (Ray sets CUDA_VISIBLE_DEVICES to them) shards the model over all of them
-    n_gpus = torch.cuda.device_count() if device is None and torch.cuda.is_available() else 0
-    bridge = load_model(model, dtype=dtype, device=device, n_devices=n_gpus if n_gpus > 1 else None)
-    if os.environ.get("MI_MASSIVE_KEEP_MODEL", "1") != "0":  # Ray workers do not keep models between tasks
-        _LAST.update(key=key, model=bridge)
-    return bridge
-
-
 def _corpus(bridge, corpus: str, n_samples: int, seq_len: int, seed: int, prepend_bos: bool | None):
     """The corpus as the analysis' own command builds it; BOS resolved here for this model (None: its tokenizer's
     convention), so building it warns nothing (the choice is recorded in the corpus)."""
@@ -169,7 +147,7 @@ def scan_unit(needs: Mapping[str, str], *, model: str, corpus: str, n_samples: i
     """``mi-massive scan`` of one model (its record's JSON; ``options.n_params`` added for the study table)."""
     from mi_massive.analyses.scan.run import scan
 
-    bridge = _load(model, dtype, device)
+    bridge = unit_model(model, dtype, device)
     data = _corpus(bridge, corpus, n_samples, seq_len, seed, prepend_bos)
     res = scan(bridge, data, progress=False, **options,
                options={"prepend_bos": data.prepend_bos, "dtype": dtype, "n_params": _n_params(bridge)})
@@ -181,7 +159,7 @@ def heads_unit(needs: Mapping[str, str], *, model: str, corpus: str, n_samples: 
     """``mi-massive heads`` of one model, the massive positions from its scan."""
     from mi_massive.analyses.heads.run import heads, massive_positions_from_scan
 
-    bridge = _load(model, dtype, device)
+    bridge = unit_model(model, dtype, device)
     data = _corpus(bridge, corpus, n_samples, seq_len, seed, prepend_bos)
     res = heads(bridge, data, massive_positions=massive_positions_from_scan(_scan_of(needs), len(data)),
                 batch_size=_DEFAULT_BATCH["heads"], progress=False, **options,
@@ -199,7 +177,7 @@ def intervene_unit(needs: Mapping[str, str], *, model: str, corpus: str, n_sampl
     n_calib = int(opts.pop("n_calib", 16))
     if "variants" in opts:
         opts["variants"] = tuple(opts["variants"])
-    bridge = _load(model, dtype, device)
+    bridge = unit_model(model, dtype, device)
     eval_c, cal_c = split_corpus(_corpus(bridge, corpus, n_samples + n_calib, seq_len, seed, prepend_bos), n_samples)
     try:
         res = intervene(bridge, eval_c, cal_c, seed=seed, batch_size=_DEFAULT_BATCH["intervene"], progress=False,
@@ -217,7 +195,7 @@ def attribute_unit(needs: Mapping[str, str], *, model: str, corpus: str, n_sampl
     ``options`` may fix ``layer``/``position``/``dim``)."""
     from mi_massive.analyses.attribute.run import attribute, strongest_entry
 
-    bridge = _load(model, dtype, device)
+    bridge = unit_model(model, dtype, device)
     scan_res = _scan_of(needs)
     layer, position, dim = options.get("layer"), options.get("position"), options.get("dim")
     if (layer is None or position is None or dim is None) and not scan_res.summary.has_massive:

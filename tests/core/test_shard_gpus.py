@@ -124,3 +124,28 @@ def test_sharded_cli_units_ask_for_the_computed_gpus(command, tmp_path, monkeypa
     bad = CliRunner().invoke(app, base + ["--gpus-per-task", "-1"])
     assert bad.exit_code == 2 and "error: --gpus-per-task must be a non-negative number, got -1.0" in bad.output
     assert not seen  # refused before any unit
+
+
+def test_unit_model_shards_over_the_gpus_of_its_unit(monkeypatch):
+    """A unit (study, sweep shard, patch shard) given several GPUs loads its model over all of them; the last
+    model is kept for the next unit of the same spec unless $MI_MASSIVE_KEEP_MODEL=0 (Ray tasks)."""
+    import torch
+
+    import mi_massive.core.loading as loading
+    from mi_massive.core import units
+
+    calls = []
+    monkeypatch.setattr(loading, "load_model", lambda spec, **kw: calls.append((spec, kw)) or object())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(units, "_LAST_MODEL", {})
+    for n_gpus, device, want in [(2, None, 2), (2, "cuda", 2), (1, None, None), (2, "cpu", None), (3, "cuda:1", None)]:
+        monkeypatch.setattr(torch.cuda, "device_count", lambda n=n_gpus: n)
+        units._LAST_MODEL.clear()
+        units.unit_model("random:llama-2-7b", "bfloat16", device)
+        assert calls[-1] == ("random:llama-2-7b", {"dtype": "bfloat16", "device": device, "n_devices": want})
+    first = units.unit_model("toy-llama", "float32", None)
+    assert units.unit_model("toy-llama", "float32", None) is first and len(calls) == 6
+    monkeypatch.setenv("MI_MASSIVE_KEEP_MODEL", "0")
+    units._LAST_MODEL.clear()
+    units.unit_model("toy-llama", "float32", None), units.unit_model("toy-llama", "float32", None)
+    assert len(calls) == 8

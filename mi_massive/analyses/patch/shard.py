@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from mi_massive.analyses.patch.record import PatchingResult
 from mi_massive.core.io import to_json
-from mi_massive.core.units import UnitStore, merge_layer_rows, run_layer_shards
+from mi_massive.core.units import UnitStore, merge_layer_rows, run_layer_shards, unit_model
 from mi_massive.errors import MiMassiveError
 
 
@@ -27,9 +27,8 @@ def patch_shard_unit(needs: Mapping[str, str], *, model: str, dtype: str, device
                      layers: list[int], options: dict[str, Any]) -> str:
     """One shard: the grids of ``layers`` (JSON of its :class:`PatchingResult`)."""
     from mi_massive.analyses.patch.run import patch
-    from mi_massive.core.loading import load_model
 
-    bridge = load_model(model, dtype=dtype, device=device)
+    bridge = unit_model(model, dtype, device)  # sharded over the GPUs Ray gave this unit
     res = patch(bridge, clean, corrupted, metric=metric, components=components, method=method,
                 prepend_bos=prepend_bos, layers=layers, progress=False, options=options)
     return to_json(res.to_dict())

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from mi_massive.analyses.sweep.record import SweepResult
 from mi_massive.core.io import to_json
-from mi_massive.core.units import UnitStore, merge_layer_rows, run_layer_shards
+from mi_massive.core.units import UnitStore, merge_layer_rows, run_layer_shards, unit_model
 from mi_massive.errors import MiMassiveError
 
 
@@ -24,10 +24,9 @@ def sweep_shard_unit(needs: Mapping[str, str], *, model: str, dtype: str, device
     """One shard: the sweep of ``layers`` (JSON of its :class:`SweepResult`)."""
     from mi_massive.analyses.sweep.run import sweep
     from mi_massive.core.cli import make_corpus
-    from mi_massive.core.loading import load_model
     from mi_massive.core.names import act_name
 
-    bridge = load_model(model, dtype=dtype, device=device)
+    bridge = unit_model(model, dtype, device)  # sharded over the GPUs Ray gave this unit
     data = make_corpus(bridge, corpus.get("text"), corpus.get("corpus"), n_samples=corpus["n_samples"],
                        seq_len=corpus["seq_len"], seed=corpus["seed"], prepend_bos=corpus["prepend_bos"],
                        prepend_bos_source=corpus.get("prepend_bos_source"))
