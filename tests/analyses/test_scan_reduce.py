@@ -192,6 +192,23 @@ def test_reduce_batch_checks_inf_and_nan_at_real_positions_only():
     reduce_batch({"x": h}, ["x"], mask, lengths=lengths, check=False)  # the caller's choice
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_any_non_finite_real_entry_is_caught_beside_large_values(dtype, bad):
+    """The inf/NaN test rides on each row's top-1 (NaN and inf rank first): one bad entry among massive ones,
+    in any row and hook, is found; the same entry at a pad position is not."""
+    from mi_massive.errors import NumericalOverflowError
+
+    h, mask, lengths = _padded_batch(dtype=dtype)
+    acts = {"a": h.clone(), "b": h.clone()}
+    acts["b"][2, 3, 9] = bad  # row 2 has 5 real tokens: position 3 is real
+    with pytest.raises(NumericalOverflowError, match=r"inf/NaN in b at index \[2, 3, 9\]"):
+        reduce_batch(acts, ["a", "b"], mask, lengths=lengths)
+    acts["b"][2, 3, 9] = 0.0
+    acts["b"][2, 6, 9] = bad  # a pad position
+    assert reduce_batch(acts, ["a", "b"], mask, lengths=lengths)["b"].massive.rows.tolist() == [0, 1]
+
+
 def test_host_work_runs_after_queueing_and_before_the_first_read():
     h, mask, lengths = _padded_batch()
     events: list[str] = []

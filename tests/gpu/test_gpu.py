@@ -116,6 +116,24 @@ def test_reduce_batch_on_cuda_is_exact_and_waits_twice(dtype):
             assert a.rows.tolist() == b.rows.tolist() and a.values.tolist() == b.values.tolist()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_reduce_batch_on_cuda_catches_inf_and_nan_at_real_positions(dtype):
+    """CUDA's topk ranks NaN and inf first too: the top-1 based inf/NaN test finds a bad real entry, not a pad."""
+    from mi_massive.analyses.scan.reduce import reduce_batch
+    from mi_massive.errors import NumericalOverflowError
+
+    lengths = [6, 4]
+    mask = (torch.arange(6)[None, :] < torch.tensor(lengths)[:, None]).cuda()
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        h = torch.randn(2, 6, 4096, device="cuda").to(dtype)
+        h[:, 0, 7] = 3000.0
+        h[1, 5, 1] = bad  # a pad position of row 1
+        assert reduce_batch({"x": h}, ["x"], mask, lengths=lengths)["x"].massive.rows.tolist() == [0, 1]
+        h[1, 2, 100] = bad
+        with pytest.raises(NumericalOverflowError, match=r"index \[1, 2, 100\]"):
+            reduce_batch({"x": h}, ["x"], mask, lengths=lengths)
+
+
 def test_heads_on_cuda_equals_cpu(pair):
     both(pair, lambda m, c: mm.heads(m, c, progress=False))
 
