@@ -29,6 +29,25 @@ def test_exact_median_matches_numpy():
         assert exact_median(x) == pytest.approx(float(np.median(x.numpy())), rel=1e-6)
 
 
+def test_exact_median_brackets_structured_rows_without_falling_back(monkeypatch):
+    """|h| of a [pos, d_model] row where every 72nd dim is large (a stride through it would sample those dims
+    only): the random bracketing sample still holds the middle ranks, so no full np.median runs, and the value
+    is numpy's exactly."""
+    import mi_massive.analyses.scan.median as median
+
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for scale in (1.0, 1e-3, 50.0):
+        h = torch.randn(256, 576, generator=g).abs() * scale
+        h[:, ::72] *= 1000.0
+        h[0, 5] = 3e4
+        rows += [h, h.bfloat16().float()]  # and with heavy ties
+    want = [float(np.median(h.numpy())) for h in rows]
+    full, numpy_median = [], np.median
+    monkeypatch.setattr(median.np, "median", lambda x, *a, **k: full.append(x.size) or numpy_median(x, *a, **k))
+    assert [exact_median(h) for h in rows] == want and full == []
+
+
 def test_batch_statistics_hand_example():
     h = torch.zeros(1, 3, 4)
     h[0, 0, 2] = -500.0
