@@ -366,7 +366,8 @@ def unit_model(model: str, dtype: str, device: str | None):
         return _LAST_MODEL["model"]
     _LAST_MODEL.clear()
     n_gpus = torch.cuda.device_count() if device in (None, "cuda") and torch.cuda.is_available() else 0
-    bridge = load_model(model, dtype=dtype, device=device, n_devices=n_gpus if n_gpus > 1 else None)
+    bridge = (load_model(model, dtype=dtype, n_devices=n_gpus) if n_gpus > 1  # a device and n_devices exclude each other
+              else load_model(model, dtype=dtype, device=device))
     if os.environ.get("MI_MASSIVE_KEEP_MODEL", "1") != "0":
         _LAST_MODEL.update(key=key, model=bridge)
     return bridge
@@ -488,6 +489,7 @@ def run_layer_shards(store: UnitStore, fn: str, what: str, *, n_layers: int, sha
                   num_gpus=num_gpus) for i, layers in enumerate(groups)]
     report = run_units(units, store, engine=engine, ray_address=ray_address, progress=progress,
                        desc=f"{what}: {len(units)} shards", log=log)
+    _LAST_MODEL.clear()  # the in-process shards shared one load; the caller holds its own model
     if report.failed:
         uid, reason = next(iter(report.failed.items()))
         raise MiMassiveError(f"{what} shard {uid} failed: {reason} (rerun to resume the missing shards)")

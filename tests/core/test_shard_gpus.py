@@ -142,10 +142,23 @@ def test_unit_model_shards_over_the_gpus_of_its_unit(monkeypatch):
         monkeypatch.setattr(torch.cuda, "device_count", lambda n=n_gpus: n)
         units._LAST_MODEL.clear()
         units.unit_model("random:llama-2-7b", "bfloat16", device)
-        assert calls[-1] == ("random:llama-2-7b", {"dtype": "bfloat16", "device": device, "n_devices": want})
+        placed = {"n_devices": want} if want else {"device": device}  # load_model refuses a device with n_devices
+        assert calls[-1] == ("random:llama-2-7b", {"dtype": "bfloat16", **placed})
     first = units.unit_model("toy-llama", "float32", None)
     assert units.unit_model("toy-llama", "float32", None) is first and len(calls) == 6
     monkeypatch.setenv("MI_MASSIVE_KEEP_MODEL", "0")
     units._LAST_MODEL.clear()
     units.unit_model("toy-llama", "float32", None), units.unit_model("toy-llama", "float32", None)
     assert len(calls) == 8
+
+
+def test_sharded_runs_do_not_keep_a_model_after_they_return(monkeypatch, tmp_path):
+    """The in-process shards of one run share a load; run_layer_shards drops it before returning."""
+    from mi_massive.core import units
+
+    monkeypatch.setattr(units, "_LAST_MODEL", {"key": "toy-llama|float32|cpu", "model": object()})
+    monkeypatch.setattr(units, "run_units", lambda *a, **k: units.UnitsReport(engine="local"))
+    monkeypatch.setattr(units.UnitStore, "path", lambda self, uid: tmp_path / uid)
+    units.run_layer_shards(units.UnitStore(tmp_path), "x:y", "sweep", n_layers=2, shards=2,
+                           kwargs={"model": "toy-llama", "dtype": "float32", "device": "cpu"}, engine="local")
+    assert units._LAST_MODEL == {}
