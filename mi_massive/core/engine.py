@@ -12,7 +12,7 @@ keep runs cheap:
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import einops
 import torch
@@ -72,6 +72,18 @@ def _kept(value: torch.Tensor, to_float32: bool) -> torch.Tensor:
     return value.clone()
 
 
+def by_device(tensors: Mapping[str, torch.Tensor]) -> dict[torch.device, list[str]]:
+    """The names grouped by their tensor's device, in first-seen order (one read per group, not per tensor).
+
+    >>> by_device({"a": torch.ones(1), "b": torch.ones(1, device="meta"), "c": torch.ones(1)})
+    {device(type='cpu'): ['a', 'c'], device(type='meta'): ['b']}
+    """
+    groups: dict[torch.device, list[str]] = {}
+    for name, tensor in tensors.items():
+        groups.setdefault(tensor.device, []).append(name)
+    return groups
+
+
 def suspects(tensors: dict[str, torch.Tensor]) -> list[str]:
     """The names whose tensor may hold inf/NaN: those whose float32 sum is not finite. One device read per device.
 
@@ -81,11 +93,8 @@ def suspects(tensors: dict[str, torch.Tensor]) -> list[str]:
     A finite sum has no inf/NaN term; a non-finite sum of finite terms (an overflowing sum) only sends the
     tensor to the exact test (:func:`check_finite`), which then passes.
     """
-    groups: dict[torch.device, list[str]] = {}
-    for name, tensor in tensors.items():
-        groups.setdefault(tensor.device, []).append(name)
     out = []
-    for names in groups.values():
+    for names in by_device(tensors).values():
         sums = torch.stack([tensors[n].sum(dtype=torch.float32) for n in names])
         out += [n for n, ok in zip(names, torch.isfinite(sums).tolist()) if not ok]
     return sorted(out, key=list(tensors).index)

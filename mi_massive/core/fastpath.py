@@ -91,27 +91,17 @@ def residual_sources(names: Sequence[str], n_layers: int) -> dict[str, int] | No
 def _has_user_hooks(model) -> bool:
     """True when a torch hook is attached to a bridge component or hook point (``model.add_hook``,
     ``register_forward_pre_hook`` on ``model.blocks[L]``, an enclosing ``model.hooks(...)``): those
-    run only on the bridge route. Hooks on the original HF modules run on both routes.
-
-    One walk over the module tree (bridge and HF modules share it), cheaper than ``model.modules()``.
-    """
+    run only on the bridge route. Hooks on the original HF modules run on both routes."""
     component = _bridge_component_type()
-    if any(hp._forward_hooks or hp._forward_pre_hooks for hp in getattr(model, "hook_dict", {}).values()):
+    hook_dict = getattr(model, "hook_dict", {})
+    if any(hp._forward_hooks or hp._forward_pre_hooks for hp in hook_dict.values()):
         return True
-    hooked: list[nn.Module] = []
-    internal: set[int] = set()  # TransformerLens' own capture hooks (BlockBridge wires them on ln1/ln2)
-    seen: set[int] = set()
-    stack: list[nn.Module] = [model]
-    while stack:
-        module = stack.pop()
-        if id(module) in seen:
-            continue
-        seen.add(id(module))
-        if isinstance(module, component):
-            if module._forward_hooks or module._forward_pre_hooks:
-                hooked.append(module)
-            internal.update(h.id for h in getattr(module, "_capture_hook_handles", ()))
-        stack.extend(child for child in module._modules.values() if child is not None)
+    bridges = [m for m in model.modules() if isinstance(m, component)]
+    hooked = [m for m in bridges if m._forward_hooks or m._forward_pre_hooks]
+    if not hooked:
+        return False
+    # TransformerLens' own capture hooks (BlockBridge wires them on ln1/ln2 at the first bridge forward)
+    internal = {h.id for m in bridges for h in getattr(m, "_capture_hook_handles", ())}
     return any(set(m._forward_hooks) - internal or set(m._forward_pre_hooks) - internal for m in hooked)
 
 

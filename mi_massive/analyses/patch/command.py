@@ -58,15 +58,17 @@ def patch_command(
     if shards > 1 and backend == "transformer_lens":
         raise MiMassiveError("--shards needs the native backend")
     bridge = inputs.load()
-    parse_metric(bridge, metric)
+    if shards > 1:  # one-line errors here, before any unit starts (the checks patch() makes itself)
+        check_patch_inputs(bridge, clean, corrupted, metric=metric, components=comps, backend=backend, method=method,
+                           prepend_bos=inputs.prepend_bos)
+    else:
+        parse_metric(bridge, metric)
     opts = {"prepend_bos": inputs.prepend_bos, "prepend_bos_source": inputs.prepend_bos_source, "dtype": inputs.dtype}
     out = prepare_out_dir(out)
     if shards > 1:
         from mi_massive.analyses.patch.shard import sharded_patch
         from mi_massive.core.units import UnitStore
 
-        check_patch_inputs(bridge, clean, corrupted, metric=metric, components=comps, backend=backend, method=method,
-                           prepend_bos=inputs.prepend_bos)  # one-line errors here, before any unit starts
         res = sharded_patch(UnitStore(out / "shards"), model=inputs.model, n_layers=bridge.cfg.n_layers,
                             shards=shards, engine=engine, ray_address=ray_address, num_cpus=cpus_per_task,
                             num_gpus=num_gpus, dtype=inputs.dtype, device=inputs.device, clean=clean,

@@ -49,9 +49,10 @@ def detect(h: Float[torch.Tensor, "batch pos d_model"], mask: Bool[torch.Tensor,
     (:func:`~mi_massive.analyses.scan.median.row_medians`). The scan uses the batched, sync-free version of
     this rule (:func:`mi_massive.analyses.scan.reduce.reduce_batch`); this one serves single-hook callers.
     """
+    a = h.abs().float()
     if median is None:
-        median = row_medians(h.abs().float(), mask)
-    rows, pos, dims = (h.abs().float() > abs_threshold).nonzero().unbind(1)  # few candidates: test the rest on them
+        median = row_medians(a, mask)
+    rows, pos, dims = (a > abs_threshold).nonzero().unbind(1)  # few candidates: test the rest on them
     values = h[rows, pos, dims].float()
     real = mask.to(h.device)[rows, pos]
     rel = values.abs() > rel_threshold * median.to(values.device)[rows]

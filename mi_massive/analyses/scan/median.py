@@ -85,7 +85,7 @@ def row_medians(a: Float[torch.Tensor, "batch pos d_model"], mask: Bool[torch.Te
     ``lengths`` (real tokens per row, when the caller knows them) spares reading the mask back from the
     device. ``method`` (:func:`median_method`): ``"numpy"`` runs :func:`exact_median` per row on the host;
     ``"sort"`` sorts on the device, all rows at once when there is no padding; ``"histogram"`` is
-    :func:`histogram_medians`, which never waits for the device (one histogram pass instead of two when ``a``
+    :func:`histogram_medians`, which never waits for the device (one histogram pass instead of three when ``a``
     is a 16-bit float). All three give the same float32 value, for ``a`` in float32 or a 16-bit float.
     """
     method = median_method(a.device, method)

@@ -32,7 +32,7 @@ from jaxtyping import Bool, Float, Int
 
 from mi_massive.analyses.scan.detect import ABS_THRESHOLD, REL_THRESHOLD, Detection
 from mi_massive.analyses.scan.median import row_medians
-from mi_massive.core.engine import check_finite
+from mi_massive.core.engine import by_device, check_finite
 from mi_massive.errors import MiMassiveError
 
 
@@ -130,7 +130,8 @@ def reduce_batch(acts: Mapping[str, torch.Tensor], names: Sequence[str], mask: B
     ``mask`` [batch, pos] marks real tokens (right-padded), ``lengths`` their count per row (host ints).
     ``median`` picks the median algorithm (:func:`~mi_massive.analyses.scan.median.row_medians`).
     Activations may be in any float dtype and on any device (a sharded model's hooks on their own GPU);
-    statistics are computed in float32 where each activation lives.
+    statistics are computed where each activation lives, in float32, or in the activation's own dtype for
+    bfloat16/float16 (exact there, see :func:`threshold_in`), and returned in float32.
     ``check``: inf/NaN at a real position raises :class:`~mi_massive.errors.NumericalOverflowError` naming the
     hook and dtype (:func:`~mi_massive.core.engine.check_finite`), tested within the first read, so a caller
     can capture with ``check=False`` and the forward is never waited for on its own.
@@ -171,7 +172,7 @@ def reduce_batch(acts: Mapping[str, torch.Tensor], names: Sequence[str], mask: B
             top_index, (count, finite) = int_host[i_at: i_at + batch * top_k], int_host[i_at + batch * top_k:][:2]
             f_at, i_at = f_at + batch * (top_k + 1) + width, i_at + batch * top_k + 2
             if not finite:  # raises for inf/NaN at a real position, naming the first
-                check_finite(name, acts[name], mask, acts[name].dtype)
+                check_finite(name, acts[name], mask)
             if count:
                 flagged[name] = int(count)
             top_values = top_values.reshape(batch, top_k)
@@ -212,7 +213,7 @@ def _chunks(features: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> 
     whose entries fit :data:`MAX_ENTRIES_PER_READ` (a hook with more is a group of its own): one group per
     device in any ordinary scan, none when nothing is flagged."""
     chunks: list[list[str]] = []
-    for group in _by_device({name: features[name] for name in counts}).values():
+    for group in by_device({name: features[name] for name in counts}).values():
         chunks.append([])
         total = 0
         for name in group:
@@ -222,11 +223,3 @@ def _chunks(features: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> 
             chunks[-1].append(name)
             total += counts[name]
     return chunks
-
-
-def _by_device(tensors: Mapping[str, torch.Tensor]) -> dict[torch.device, list[str]]:
-    """The names grouped by their tensor's device, in first-seen order."""
-    groups: dict[torch.device, list[str]] = {}
-    for name, t in tensors.items():
-        groups.setdefault(t.device, []).append(name)
-    return groups

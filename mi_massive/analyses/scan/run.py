@@ -178,24 +178,24 @@ def scan(
         if flagged["massive"]:  # one batch of every hook's massive entries
             entries = _entry_arrays(flagged["massive"], indices)
             kept_massive.add(**entries)
-            rows = np.concatenate([d.rows for _, d in flagged["massive"]])
+            rows = entries["sequences"] - indices.start  # back to batch rows
             token_ids = corpus.batch(indices)[0].numpy()[rows, entries["positions"]]
             order = np.stack([entries["hooks"], entries["sequences"], entries["positions"], entries["dims"]], axis=1)
             tally.add(layers=hook_layers[entries["hooks"]], token_ids=token_ids, order=order,
                       **{k: v for k, v in entries.items() if k != "hooks"})
 
-    pending: list[tuple[range, dict[str, HookBatch]]] = []
+    previous: tuple[range, dict[str, HookBatch]] | None = None
     for indices, _ids, mask, _logits, acts in iter_corpus(model, corpus, names, batch_size=batch_size, route="auto",
                                                            progress="scan" if progress else False, to_float32=False,
                                                            check=False):
-        while pending:  # the previous batch's host work, while the device runs this batch's forward
-            absorb(*pending.pop())
-        pending.append((indices, reduce_batch(acts, names, mask, lengths=[corpus.lengths[i] for i in indices],
-                                              top_k=top_k, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
-                                              while_queued=host_work)))
+        if previous:  # the previous batch's host work, while the device runs this batch's forward
+            absorb(*previous)
+        previous = (indices, reduce_batch(acts, names, mask, lengths=[corpus.lengths[i] for i in indices],
+                                          top_k=top_k, abs_threshold=abs_threshold, rel_threshold=rel_threshold,
+                                          while_queued=host_work))
         del acts
-    while pending:
-        absorb(*pending.pop())
+    if previous:
+        absorb(*previous)
     str_tokens = host["str_tokens"]
     medians = {name: per_hook[name]["median"] for name in names}
     massive = _entries(kept_massive, names, layer_of, corpus.sequences, str_tokens, medians)

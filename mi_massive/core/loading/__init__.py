@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from mi_massive.core.env import hub_reachable as _hub_reachable  # the name tests patch and study.sizes imports
+from mi_massive.core.env import hub_reachable as _hub_reachable  # the name tests patch and core.sizes imports
 from mi_massive.core.env import quiet_hf
 from mi_massive.errors import MiMassiveError
 from mi_massive.core.loading.specs import _DTYPES, VARIANT_CONFIG, parse_dtype  # noqa: F401 (re-exported)
